@@ -1,0 +1,102 @@
+"""Read-only queries against the bridge database (mautrix bridgev2 schema)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from listener import errors, models, named_queries, pgconnect
+
+
+def _row(record: asyncpg.Record) -> models.BridgeRow:
+    return models.BridgeRow(
+        rowid=record["rowid"],
+        bridge_id=record["bridge_id"],
+        message_id=record["id"],
+        part_id=record["part_id"],
+        mxid=record["mxid"],
+        chat_id=record["room_id"],
+        room_receiver=record["room_receiver"],
+        sender_id=record["sender_id"],
+        sender_mxid=record["sender_mxid"],
+        timestamp_ns=record["timestamp"],
+        thread_root_id=record["thread_root_id"],
+        reply_to_id=record["reply_to_id"],
+        reply_to_mxid=record["reply_to_mxid"],
+        thread_root_mxid=record["thread_root_mxid"],
+        metadata_json=record["metadata"],
+        portal_mxid=record["portal_mxid"],
+        portal_name=record["portal_name"],
+        room_type=record["room_type"],
+        ghost_name=record["ghost_name"],
+    )
+
+
+class BridgeSource:
+    """The bridge database, read through a small pool."""
+
+    def __init__(self, pool: asyncpg.Pool, *, bridge_id: str) -> None:
+        self._pool = pool
+        self._bridge_id = bridge_id
+
+    async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        try:
+            result: list[asyncpg.Record] = await self._pool.fetch(named_queries.load(query), *args)
+        except (*pgconnect.CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            raise errors.SourceError(
+                f"bridge query {query} failed: {pgconnect.describe(exc)}"
+            ) from None
+        return result
+
+    async def rows(self, rowids: Sequence[int]) -> list[models.BridgeRow]:
+        """The rows among ``rowids`` that exist now (a deleted row is simply absent)."""
+        records = await self._fetch("bridge_rows", list(rowids), self._bridge_id)
+        return [_row(r) for r in records]
+
+    async def rowids_after(
+        self, cursor: int, *, limit: int, since_ns: int | None = None
+    ) -> list[int]:
+        if since_ns is None:
+            records = await self._fetch("bridge_rowids_after", cursor, self._bridge_id, limit)
+        else:
+            records = await self._fetch(
+                "bridge_rowids_after_since", cursor, self._bridge_id, limit, since_ns
+            )
+        return [r["rowid"] for r in records]
+
+    async def count_after(self, cursor: int, *, since_ns: int | None = None) -> int:
+        records = await self._fetch("bridge_count_after", cursor, self._bridge_id, since_ns)
+        return int(records[0]["n"])
+
+    async def max_rowid(self) -> int:
+        records = await self._fetch("bridge_max_rowid")
+        return int(records[0]["max_rowid"])
+
+    async def portals(self) -> list[models.MonitoredRoom]:
+        records = await self._fetch("bridge_portals", self._bridge_id)
+        return [
+            models.MonitoredRoom(
+                room_id=r["mxid"], whatsapp_id=r["id"], room_name=r["name"] or None
+            )
+            for r in records
+        ]
+
+    async def ping(self) -> None:
+        await self._fetch("bridge_max_rowid")
+
+    async def trigger_status(self, channel: str) -> TriggerStatus:
+        return TriggerStatus(await self._fetch("bridge_trigger_status"), channel)
+
+
+class TriggerStatus:
+    """What the bridge database says about our NOTIFY trigger."""
+
+    def __init__(self, records: list[asyncpg.Record], channel: str) -> None:
+        self.names = [r["name"] for r in records]
+        self.enabled = any(r["enabled"] and r["channel"] == channel for r in records)
+        self.channels = sorted({r["channel"] for r in records})
+
+    @property
+    def present(self) -> bool:
+        return bool(self.names)

@@ -1,0 +1,276 @@
+"""``archiver-db``: the command line. Parses arguments, reads settings, runs one command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+
+from listener import (
+    errors,
+    logsetup,
+    migrate,
+    pgconnect,
+    pipeline,
+    redact,
+    service,
+    settings,
+    sqlfiles,
+)
+
+logger = logging.getLogger("listener.cli")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="archiver-db",
+        description="Archive every bridged WhatsApp message from the bridge and Synapse DBs.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("run", help="run the archiver service (systemd runs this)")
+    backfill = commands.add_parser("backfill", help="archive history, then exit")
+    backfill.add_argument("--since", type=_date, help="only messages at or after this date")
+    backfill.add_argument("--batch-size", type=int, default=None, help="rows per batch")
+    migrate_cmd = commands.add_parser("migrate", help="create or upgrade the archive schema")
+    migrate_cmd.add_argument("--db-url", help="archive database URL (default ARCHIVE_DB_URL)")
+    for name, verb in (("install-triggers", "install"), ("uninstall-triggers", "remove")):
+        sub = commands.add_parser(name, help=f"{verb} the NOTIFY trigger (bridge DB owner)")
+        sub.add_argument("--db-url", help="bridge database URL (default WHATSAPP_DB_URL)")
+    commands.add_parser("retry-failures", help="retry every recorded failure once, then exit")
+    demo = commands.add_parser("demo", help="a self-contained demo on a local PostgreSQL")
+    demo.add_argument("--pg-url", help="a PostgreSQL server to create the demo databases on")
+    demo.add_argument("--duration", type=float, default=20.0, help="seconds of live traffic")
+    demo.add_argument("--rate", type=float, default=50.0, help="live messages per second")
+    return parser
+
+
+def _date(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date: {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = _COMMANDS[args.command]
+    try:
+        return _run_async(handler(args))
+    except errors.ConfigError as exc:
+        print(f"archiver-db: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except errors.ArchiverError as exc:
+        print(f"archiver-db: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+def _run_async(coro: Awaitable[int]) -> int:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:  # pragma: no cover - uvloop is absent on Windows only
+        return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def _load(**overrides: object) -> settings.Settings:
+    config = settings.load_settings(**overrides)
+    logsetup.configure(
+        level=config.log_level, json_lines=config.log_format == "json", secrets=config.secrets()
+    )
+    return config
+
+
+async def _cmd_run(_args: argparse.Namespace) -> int:
+    config = _load()
+    svc = service.Service(config)
+    await svc.open()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, svc.stop_event.set)
+    try:
+        await svc.run()
+    finally:
+        await svc.close()
+    return EXIT_FAILED if svc.crashed is not None else EXIT_OK
+
+
+async def _cmd_backfill(args: argparse.Namespace) -> int:
+    overrides: dict[str, object] = {}
+    if args.batch_size:
+        overrides["batch_size"] = args.batch_size
+    config = _load(**overrides)
+    svc = service.Service(config)
+    await svc.open()
+    try:
+        count = await backfill(svc, since=args.since, progress=_progress_printer())
+    finally:
+        await svc.close()
+    print(f"\nbackfill done: {count} rows processed", file=sys.stderr)
+    return EXIT_OK
+
+
+async def backfill(
+    svc: service.Service,
+    *,
+    since: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Archive every bridge row (or those at/after ``since``) and return how many were done.
+
+    A full backfill starts from rowid 0 and moves the live cursor forward when it ends; a
+    ``--since`` backfill skips older rows and so must not move the cursor.
+    """
+    svc.tracker.cursor = 0
+    if since is not None:
+        svc.processor.persist_cursor = False
+        svc.sweeper.since_ns = int(since.timestamp() * 1_000_000_000)
+    total = await svc.bridge.count_after(0, since_ns=svc.sweeper.since_ns)
+    workers = [
+        asyncio.create_task(svc.workers.run(f"backfill-{i}"), name=f"backfill-{i}")
+        for i in range(svc.config.workers)
+    ]
+    reporter = asyncio.create_task(_report(svc, total, progress), name="backfill-progress")
+    try:
+        while True:
+            queued = await svc.sweeper.sweep_once()
+            await svc.queue.join()
+            while svc.workers.pending_retries or svc.tracker.in_flight:
+                await asyncio.sleep(0.05)
+                await svc.queue.join()
+            if queued == 0:
+                break
+        await svc.processor.flush_cursor()
+    finally:
+        reporter.cancel()
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(reporter, *workers, return_exceptions=True)
+    if progress:
+        progress(svc.processor.rows_done, total)
+    return svc.processor.rows_done
+
+
+async def _report(
+    svc: service.Service, total: int, progress: Callable[[int, int], None] | None
+) -> None:
+    while progress is not None:
+        progress(svc.processor.rows_done, total)
+        await asyncio.sleep(0.5)
+
+
+def _progress_printer() -> Callable[[int, int], None]:
+    started = asyncio.get_running_loop().time()
+
+    def show(done: int, total: int) -> None:
+        elapsed = max(asyncio.get_running_loop().time() - started, 1e-6)
+        share = done / total if total else 1.0
+        bar = "#" * int(share * 30)
+        print(
+            f"\r[{bar:<30}] {done}/{total} rows  {done / elapsed:,.0f} rows/s",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+async def _cmd_migrate(args: argparse.Namespace) -> int:
+    dsn = args.db_url or _archive_url()
+    conn = await pgconnect.connect(dsn, application_name="archiver-db:migrate")
+    try:
+        applied = await migrate.migrate(conn)
+    finally:
+        await conn.close()
+    where = redact.redact_url(dsn)
+    print(f"applied {', '.join(applied)} to {where}" if applied else f"{where} is up to date")
+    return EXIT_OK
+
+
+def _archive_url() -> str:
+    config = settings.load_settings()
+    if config.archive_db_url is None:
+        raise errors.ConfigError("ARCHIVE_DB_URL is not set (or pass --db-url)")
+    return config.archive_db_url.get_secret_value()
+
+
+async def _cmd_triggers(args: argparse.Namespace, *, install: bool) -> int:
+    channel = "archiver_db"
+    if args.db_url:
+        dsn = args.db_url
+    else:
+        config = settings.load_settings()
+        dsn, channel = config.whatsapp_db_url.get_secret_value(), config.notify_channel
+    conn = await pgconnect.connect(dsn, application_name="archiver-db:install")
+    name = "triggers.sql" if install else "uninstall_triggers.sql"
+    try:
+        await sqlfiles.run_sql_file(conn, name, {"channel": channel})
+    except Exception as exc:
+        raise errors.ArchiverError(f"{name} failed: {pgconnect.describe(exc)}") from None
+    finally:
+        await conn.close()
+    verb = "installed" if install else "removed"
+    print(f"trigger {verb} on {redact.redact_url(dsn)} (channel {channel})")
+    return EXIT_OK
+
+
+async def _cmd_retry_failures(_args: argparse.Namespace) -> int:
+    config = _load(missing_event_timeout_s=1e-9)
+    svc = service.Service(config)
+    await svc.open()
+    try:
+        failures = await svc.sink.open_failures(pipeline.RETRYABLE_KINDS)
+        rowids = sorted({f.bridge_rowid for f in failures if f.bridge_rowid is not None})
+        svc.processor.persist_cursor = False
+        svc.processor.resolve_failures = True
+        for start in range(0, len(rowids), config.batch_size):
+            await svc.processor.process(rowids[start : start + config.batch_size], owned=True)
+        still_open = await svc.sink.open_failures(pipeline.RETRYABLE_KINDS)
+    finally:
+        await svc.close()
+    print(f"retried {len(failures)} failures; {len(still_open)} still open")
+    return EXIT_OK if not still_open else EXIT_FAILED
+
+
+async def _cmd_demo(args: argparse.Namespace) -> int:
+    from listener import demo
+
+    logsetup.configure(level="WARNING", json_lines=False, secrets=[])
+    return await demo.run_demo(pg_url=args.pg_url, duration_s=args.duration, rate=args.rate)
+
+
+async def _triggers_install(args: argparse.Namespace) -> int:
+    return await _cmd_triggers(args, install=True)
+
+
+async def _triggers_uninstall(args: argparse.Namespace) -> int:
+    return await _cmd_triggers(args, install=False)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
+    "run": _cmd_run,
+    "backfill": _cmd_backfill,
+    "migrate": _cmd_migrate,
+    "install-triggers": _triggers_install,
+    "uninstall-triggers": _triggers_uninstall,
+    "retry-failures": _cmd_retry_failures,
+    "demo": _cmd_demo,
+}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())

@@ -1,0 +1,42 @@
+"""The package's exception tree. Each class's docstring is its default message."""
+
+from __future__ import annotations
+
+
+class ArchiverError(Exception):
+    """archiver-db failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (type(self).__doc__ or "").strip())
+
+
+class ConfigError(ArchiverError):
+    """A setting is missing or malformed."""
+
+
+class PayloadError(ArchiverError):
+    """A NOTIFY payload on our channel is not one of ours."""
+
+
+class SourceError(ArchiverError):
+    """A source database (bridge or Synapse) could not be read."""
+
+
+class SinkError(ArchiverError):
+    """The archive sink could not be written."""
+
+
+class SinkUnavailable(SinkError):
+    """The archive sink is unreachable; retrying later may succeed."""
+
+
+class RowRejected(SinkError):
+    """The archive sink rejected a record; retrying will not help."""
+
+
+class SchemaError(ArchiverError):
+    """A database does not have the schema archiver-db expects."""
+
+
+class MalformedEvent(ArchiverError):
+    """A Synapse event could not be parsed."""

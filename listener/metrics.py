@@ -1,0 +1,76 @@
+"""Prometheus metrics, one registry per service instance (tests run several in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+import listener
+
+# Sub-millisecond to minutes: the pipeline's floor is about a millisecond, an outage is minutes.
+LATENCY_BUCKETS_S = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+)  # fmt: skip
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.messages_archived = Counter(
+            "archiver_messages_archived",
+            "Messages written to the archive.",
+            ["room_type", "message_type"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "archiver_latency_seconds",
+            "From the event reaching Synapse (just before the bridge commits its row) to the "
+            "archive commit.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.queue_depth = Gauge("archiver_queue_depth", "Work items waiting.", registry=r)
+        self.queue_capacity = Gauge("archiver_queue_capacity", "Queue capacity.", registry=r)
+        self.notifications = Counter(
+            "archiver_notifications",
+            "NOTIFY payloads received, by result (queued, queue_full, malformed).",
+            ["result"],
+            registry=r,
+        )
+        self.sweep_recovered = Counter(
+            "archiver_sweep_recovered_rows",
+            "Rows the sweep found that no notification had delivered. A steady non-zero rate "
+            "means NOTIFY is missing rows (no trigger, listener down, queue full).",
+            registry=r,
+        )
+        self.source_errors = Counter(
+            "archiver_source_errors", "Source errors.", ["source", "kind"], registry=r
+        )
+        self.sink_errors = Counter("archiver_sink_errors", "Sink errors.", ["kind"], registry=r)
+        self.reconnects = Counter(
+            "archiver_reconnects", "Reconnections.", ["connection"], registry=r
+        )
+        self.rowid_lag = Gauge(
+            "archiver_rowid_lag", "Newest bridge rowid minus the archive cursor.", registry=r
+        )
+        self.cursor = Gauge("archiver_cursor_rowid", "The archive cursor.", registry=r)
+        self.last_archived = Gauge(
+            "archiver_last_archived_timestamp_seconds",
+            "Unix time of the last archive commit.",
+            registry=r,
+        )
+        self.failures_recorded = Counter(
+            "archiver_failures_recorded", "Failures recorded, by kind.", ["kind"], registry=r
+        )
+        self.failures_pending = Gauge(
+            "archiver_failures_pending", "Unresolved failures in the archive.", registry=r
+        )
+        self.trigger_present = Gauge(
+            "archiver_trigger_present", "1 when the NOTIFY trigger is installed.", registry=r
+        )
+        self.listener_connected = Gauge(
+            "archiver_listener_connected", "1 while the LISTEN connection is up.", registry=r
+        )
+        self.build_info = Info("archiver_build", "Build information.", registry=r)
+        self.build_info.info({"version": listener.__version__})

@@ -1,0 +1,190 @@
+"""The PostgreSQL sink: the archive in a plain PostgreSQL database (the embedded default)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+from listener import errors, migrate, models, named_queries, pgconnect, sink
+
+
+def _message_columns(messages: list[models.ArchivedMessage]) -> list[list[Any]]:
+    return [
+        [m.event_id for m in messages],
+        [m.room_id for m in messages],
+        [m.room_name for m in messages],
+        [m.sender for m in messages],
+        [m.sender_display_name for m in messages],
+        [m.timestamp for m in messages],
+        [m.message_type for m in messages],
+        [m.content_json for m in messages],
+        [m.content_raw for m in messages],
+        [m.body for m in messages],
+        [m.whatsapp_message_id for m in messages],
+        [m.whatsapp_chat_id for m in messages],
+        [m.whatsapp_sender_id for m in messages],
+        [m.part_id for m in messages],
+        [m.bridge_id for m in messages],
+        [m.bridge_rowid for m in messages],
+        [m.room_type for m in messages],
+        [m.reply_to_event_id for m in messages],
+        [m.thread_root_event_id for m in messages],
+        [m.has_matrix_event for m in messages],
+    ]
+
+
+def _failure_columns(failures: list[models.Failure]) -> list[list[Any]]:
+    return [
+        [f.kind for f in failures],
+        [f.subject for f in failures],
+        [f.reason for f in failures],
+        [f.bridge_rowid for f in failures],
+        [f.event_id for f in failures],
+        [f.room_id for f in failures],
+        [json.dumps(f.detail) if f.detail is not None else None for f in failures],
+    ]
+
+
+def _room_columns(rooms: list[models.MonitoredRoom]) -> list[list[Any]]:
+    return [
+        [r.room_id for r in rooms],
+        [r.whatsapp_id for r in rooms],
+        [r.room_name for r in rooms],
+        [r.enabled for r in rooms],
+        [r.archive_media for r in rooms],
+    ]
+
+
+def _dedupe_messages(messages: list[models.ArchivedMessage]) -> list[models.ArchivedMessage]:
+    # ON CONFLICT cannot touch the same row twice in one statement; keep the newest rowid.
+    by_event: dict[str, models.ArchivedMessage] = {}
+    for message in messages:
+        known = by_event.get(message.event_id)
+        if known is None or message.bridge_rowid >= known.bridge_rowid:
+            by_event[message.event_id] = message
+    return list(by_event.values())
+
+
+class PostgresSink:
+    name = "postgres"
+
+    def __init__(self, dsn: str, *, pool_size: int = 4) -> None:
+        self._dsn = dsn
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise errors.SinkError("the PostgreSQL sink is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        self._pool = await pgconnect.create_pool(
+            self._dsn,
+            application_name="archiver-db:sink",
+            max_size=self._pool_size,
+            error=errors.SinkUnavailable,
+        )
+        async with self._pool.acquire() as conn:
+            missing = await migrate.pending(conn)
+        if missing:
+            await self.close()
+            raise errors.SchemaError(
+                f"the archive database is not migrated (pending: {', '.join(missing)}); "
+                "run `archiver-db migrate`"
+            )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def write(self, batch: models.ArchiveBatch) -> None:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self._write(conn, batch)
+        except (*pgconnect.CONNECTION_ERRORS, asyncpg.PostgresConnectionError) as exc:
+            raise errors.SinkUnavailable(
+                f"archive write failed: {pgconnect.describe(exc)}"
+            ) from None
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+            raise errors.RowRejected(
+                f"archive rejected the batch: {pgconnect.describe(exc)}"
+            ) from None
+        except asyncpg.PostgresError as exc:
+            raise errors.SinkUnavailable(
+                f"archive write failed: {pgconnect.describe(exc)}"
+            ) from None
+
+    async def _write(self, conn: asyncpg.Connection, batch: models.ArchiveBatch) -> None:
+        if batch.messages:
+            columns = _message_columns(_dedupe_messages(batch.messages))
+            await conn.execute(named_queries.load("sink_upsert_messages"), *columns)
+        # Resolve before recording: a failure re-recorded in this same batch stays open.
+        if batch.resolved_subjects:
+            await conn.execute(named_queries.load("sink_resolve_failures"), batch.resolved_subjects)
+        if batch.failures:
+            failures = list({(f.kind, f.subject): f for f in batch.failures}.values())
+            await conn.execute(
+                named_queries.load("sink_upsert_failures"), *_failure_columns(failures)
+            )
+        if batch.new_rooms:
+            rooms = list({r.room_id: r for r in batch.new_rooms}.values())
+            await conn.execute(named_queries.load("sink_register_rooms"), *_room_columns(rooms))
+        if batch.cursor is not None:
+            await conn.execute(
+                named_queries.load("sink_save_cursor"), sink.CURSOR_KEY, batch.cursor
+            )
+
+    async def load_state(self, key: str) -> Any | None:
+        value = await self.pool.fetchval(named_queries.load("sink_load_state"), key)
+        return json.loads(value) if value is not None else None
+
+    async def save_state(self, key: str, value: Any) -> None:
+        if key == sink.CURSOR_KEY:
+            await self.write(models.ArchiveBatch(cursor=int(value["rowid"])))
+            return
+        await self.pool.execute(
+            named_queries.load("sink_save_state"),
+            key,
+            json.dumps(value),
+        )
+
+    async def monitored_rooms(self) -> list[models.MonitoredRoom]:
+        records = await self.pool.fetch(named_queries.load("sink_monitored_rooms"))
+        return [
+            models.MonitoredRoom(
+                room_id=r["room_id"],
+                enabled=r["enabled"],
+                archive_media=r["archive_media"],
+                whatsapp_id=r["whatsapp_id"],
+                room_name=r["room_name"],
+            )
+            for r in records
+        ]
+
+    async def open_failures(self, kinds: list[str]) -> list[models.Failure]:
+        records = await self.pool.fetch(named_queries.load("sink_open_failures"), kinds)
+        return [
+            models.Failure(
+                kind=r["kind"],
+                subject=r["subject"],
+                reason=r["reason"],
+                bridge_rowid=r["bridge_rowid"],
+                event_id=r["event_id"],
+                room_id=r["room_id"],
+                detail=json.loads(r["detail"]) if r["detail"] else None,
+            )
+            for r in records
+        ]
+
+    async def ping(self) -> None:
+        try:
+            await self.pool.fetchval("SELECT 1")
+        except (*pgconnect.CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            raise errors.SinkUnavailable(
+                f"archive unreachable: {pgconnect.describe(exc)}"
+            ) from None

@@ -1,0 +1,424 @@
+"""The processing pipeline: turn batches of bridge rowids into durable archive records.
+
+A worker takes work items off the bounded queue, coalesces them into batches of at most
+``batch_size`` rowids and hands each batch to the :class:`Processor`: one bridge query, one
+Synapse query (plus one for display names when the bridge has not synced a contact), the pure
+enrichment, one sink write. Transient errors after a row has been claimed are retried here with
+backoff until they succeed or the service stops: a claimed row is never dropped, and the cursor
+cannot pass it until it is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from listener import (
+    backoff,
+    bridge_source,
+    enrich,
+    errors,
+    metrics,
+    models,
+    roomfilter,
+    sink,
+    synapse_source,
+    tracker,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+OnArchived = Callable[[list[models.ArchivedMessage], float], None]
+
+MISSING_EVENT = "missing_event"
+MALFORMED_EVENT = "malformed_event"
+REJECTED_EVENT = "rejected_event"
+SINK_REJECTED = "sink_rejected"
+RETRYABLE_KINDS = [MISSING_EVENT, MALFORMED_EVENT, REJECTED_EVENT, SINK_REJECTED]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    """Rowids to archive. ``owned`` rowids are already claimed in the tracker (sweep, retries)."""
+
+    rowids: tuple[int, ...] = ()
+    ranges: tuple[tuple[int, int], ...] = ()
+    owned: bool = False
+    source: str = "notify"
+
+    def expand(self) -> list[int]:
+        rowids = list(self.rowids)
+        for lo, hi in self.ranges:
+            rowids.extend(range(lo, hi + 1))
+        return rowids
+
+
+class RoomDirectory:
+    """The current room filter; replaced wholesale when the configuration is refreshed."""
+
+    def __init__(self, current: roomfilter.RoomFilter) -> None:
+        self.current = current
+
+
+@dataclass(slots=True)
+class _Plan:
+    batch: models.ArchiveBatch = field(default_factory=models.ArchiveBatch)
+    done: list[int] = field(default_factory=list)
+    retry: list[int] = field(default_factory=list)
+    received_ts_ms: list[int] = field(default_factory=list)
+
+
+class Processor:
+    """Archives batches of rowids; safe to call from several workers at once."""
+
+    def __init__(
+        self,
+        *,
+        bridge: bridge_source.BridgeSource,
+        synapse: synapse_source.SynapseSource,
+        sink: sink.Sink,
+        tracker: tracker.RowidTracker,
+        rooms: RoomDirectory,
+        metrics: metrics.Metrics,
+        missing_event_timeout_s: float,
+        max_backoff_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        on_archived: OnArchived | None = None,
+    ) -> None:
+        self._bridge = bridge
+        self._synapse = synapse
+        self._sink = sink
+        self._tracker = tracker
+        self._rooms = rooms
+        self._metrics = metrics
+        self._missing_timeout_s = missing_event_timeout_s
+        self._max_backoff_s = max_backoff_s
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._on_archived = on_archived
+        self._first_missing: dict[int, float] = {}
+        self._saved_cursor: int | None = None
+        self.persist_cursor = True
+        self.resolve_failures = False
+        self.rows_done = 0
+
+    async def process(self, rowids: list[int], *, owned: bool) -> list[int]:
+        """Archive the rows among ``rowids``; return the rowids to retry later.
+
+        Rows are retried later only while their Synapse event is not there yet.
+        """
+        rows = await self._retrying("bridge", lambda: self._bridge.rows(rowids))
+        now = self._clock()
+        found = {row.rowid for row in rows}
+        if owned:
+            # Seen earlier, gone now: deleted before we read it. Not an error, nothing to keep.
+            self._tracker.complete(r for r in rowids if r not in found)
+            fresh = found
+        else:
+            fresh = set(self._tracker.claim_new(found, now=now))
+        rows = [row for row in rows if row.rowid in fresh]
+        if not rows:
+            return []
+        plan = await self._retrying("synapse", lambda: self._plan(rows, now))
+        cursor = self._tracker.advance(now=now)
+        if self.persist_cursor and cursor != self._saved_cursor:
+            plan.batch.cursor = cursor
+        await self._write(plan.batch)
+        if plan.batch.cursor is not None:
+            self._saved_cursor = plan.batch.cursor
+        self._tracker.complete(plan.done)
+        self.rows_done += len(plan.done)
+        self._observe(plan)
+        return plan.retry
+
+    async def flush_cursor(self) -> int:
+        """Persist the cursor if it moved since the last write; return it."""
+        cursor = self._tracker.advance(now=self._clock())
+        if self.persist_cursor and cursor != self._saved_cursor:
+            await self._sink.write(models.ArchiveBatch(cursor=cursor))
+            self._saved_cursor = cursor
+        self._metrics.cursor.set(cursor)
+        return cursor
+
+    async def _plan(self, rows: list[models.BridgeRow], now: float) -> _Plan:
+        plan = _Plan()
+        kept = self._select_rooms(rows, plan)
+        event_ids = [row.mxid for row in kept if row.has_matrix_event]
+        events = await self._synapse.events(event_ids)
+        names = await self._display_names(kept, events)
+        for row in kept:
+            event = events.get(row.mxid)
+            room_id = row.portal_mxid or (event.room_id if event else None)
+            name = names.get((room_id or "", row.sender_mxid))
+            self._plan_row(plan, row, event, name, now)
+        return plan
+
+    def _select_rooms(self, rows: list[models.BridgeRow], plan: _Plan) -> list[models.BridgeRow]:
+        kept = []
+        room_filter = self._rooms.current
+        for row in rows:
+            decision = room_filter.decide(row.portal_mxid, row.chat_id)
+            if decision is roomfilter.Decision.SKIP:
+                plan.done.append(row.rowid)
+                continue
+            if decision is roomfilter.Decision.REGISTER and row.portal_mxid:
+                plan.batch.new_rooms.append(
+                    models.MonitoredRoom(
+                        room_id=row.portal_mxid,
+                        whatsapp_id=row.chat_id,
+                        room_name=row.portal_name or None,
+                    )
+                )
+            kept.append(row)
+        return kept
+
+    async def _display_names(
+        self, rows: list[models.BridgeRow], events: dict[str, models.SynapseEvent]
+    ) -> dict[tuple[str, str], str]:
+        pairs = []
+        for row in rows:
+            if row.ghost_name and row.ghost_name.strip():
+                continue
+            event = events.get(row.mxid)
+            room_id = row.portal_mxid or (event.room_id if event else None)
+            if room_id and row.sender_mxid:
+                pairs.append((room_id, row.sender_mxid))
+        return await self._synapse.display_names(pairs) if pairs else {}
+
+    def _plan_row(
+        self,
+        plan: _Plan,
+        row: models.BridgeRow,
+        event: models.SynapseEvent | None,
+        name: str | None,
+        now: float,
+    ) -> None:
+        if not row.has_matrix_event:
+            plan.batch.messages.append(enrich.from_bridge_only(row, name))
+            plan.done.append(row.rowid)
+            return
+        if event is None or event.outlier:
+            self._plan_missing(plan, row, now)
+            return
+        was_missing = self._first_missing.pop(row.rowid, None) is not None
+        if was_missing or self.resolve_failures:
+            # Resolved first, so a failure re-recorded below for this event stays open.
+            plan.batch.resolved_subjects.append(row.mxid)
+        if event.rejection_reason is not None:
+            plan.batch.messages.append(enrich.from_bridge_only(row, name))
+            plan.batch.failures.append(
+                _failure(
+                    row, REJECTED_EVENT, f"Synapse rejected the event: {event.rejection_reason}"
+                )
+            )
+        else:
+            try:
+                plan.batch.messages.append(enrich.enrich(row, event, name))
+                if event.received_ts_ms:
+                    plan.received_ts_ms.append(event.received_ts_ms)
+            except errors.MalformedEvent as exc:
+                logger.warning("%s", exc, extra={"action": "malformed_event"})
+                plan.batch.messages.append(enrich.from_malformed(row, event, name))
+                plan.batch.failures.append(_failure(row, MALFORMED_EVENT, str(exc)))
+        plan.done.append(row.rowid)
+
+    def _plan_missing(self, plan: _Plan, row: models.BridgeRow, now: float) -> None:
+        first = self._first_missing.setdefault(row.rowid, now)
+        if now - first < self._missing_timeout_s:
+            plan.retry.append(row.rowid)
+            return
+        self._first_missing.pop(row.rowid, None)
+        reason = f"Synapse has no usable event {row.mxid} after {now - first:.0f} s"
+        logger.warning("%s (bridge rowid %d)", reason, row.rowid, extra={"action": "missing_event"})
+        plan.batch.failures.append(_failure(row, MISSING_EVENT, reason))
+        plan.done.append(row.rowid)
+
+    async def _write(self, batch: models.ArchiveBatch) -> None:
+        if not batch and batch.cursor is None:
+            return
+        try:
+            await self._retrying("sink", lambda: self._sink.write(batch))
+        except errors.RowRejected as exc:
+            await self._write_rejected(batch, exc)
+
+    async def _write_rejected(self, batch: models.ArchiveBatch, exc: errors.RowRejected) -> None:
+        """Bisect a rejected batch so one bad record cannot block the others."""
+        if len(batch.messages) <= 1:
+            failures = list(batch.failures)
+            for message in batch.messages:
+                self._metrics.sink_errors.labels("rejected").inc()
+                failures.append(
+                    models.Failure(
+                        kind=SINK_REJECTED,
+                        subject=message.event_id,
+                        reason=str(exc),
+                        bridge_rowid=message.bridge_rowid,
+                        event_id=message.event_id,
+                        room_id=message.room_id,
+                    )
+                )
+            rest = models.ArchiveBatch(
+                failures=failures,
+                resolved_subjects=batch.resolved_subjects,
+                new_rooms=batch.new_rooms,
+                cursor=batch.cursor,
+            )
+            await self._retrying("sink", lambda: self._sink.write(rest))
+            return
+        middle = len(batch.messages) // 2
+        halves = (batch.messages[:middle], batch.messages[middle:])
+        first = models.ArchiveBatch(
+            messages=halves[0],
+            failures=batch.failures,
+            resolved_subjects=batch.resolved_subjects,
+            new_rooms=batch.new_rooms,
+            cursor=batch.cursor,
+        )
+        for part in (first, models.ArchiveBatch(messages=halves[1])):
+            await self._write(part)
+
+    async def _retrying(self, stage: str, action: Callable[[], Awaitable[T]]) -> T:
+        """Run ``action`` until it succeeds; transient errors back off, others propagate."""
+        attempt = 0
+        while True:
+            try:
+                return await action()
+            except (errors.SourceError, errors.SinkUnavailable) as exc:
+                delay = backoff.delay_s(
+                    attempt, base_s=0.1, cap_s=self._max_backoff_s, rng=self._rng
+                )
+                self._count_error(stage, exc)
+                logger.warning(
+                    "%s failed, retrying in %.1f s: %s",
+                    stage,
+                    delay,
+                    exc,
+                    extra={"action": f"{stage}_retry", "attempt": attempt},
+                )
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    def _count_error(self, stage: str, exc: Exception) -> None:
+        kind = type(exc).__name__
+        if stage == "sink":
+            self._metrics.sink_errors.labels(kind).inc()
+        else:
+            self._metrics.source_errors.labels(stage, kind).inc()
+
+    def _observe(self, plan: _Plan) -> None:
+        committed_at = self._clock()
+        batch = plan.batch
+        for ts_ms in plan.received_ts_ms:
+            self._metrics.latency.observe(max(0.0, committed_at - ts_ms / 1000.0))
+        for message in batch.messages:
+            self._metrics.messages_archived.labels(
+                message.room_type or "unknown", message.message_type or "unknown"
+            ).inc()
+        for failure in batch.failures:
+            self._metrics.failures_recorded.labels(failure.kind).inc()
+        if batch.messages:
+            self._metrics.last_archived.set(committed_at)
+        if self._on_archived is not None and batch.messages:
+            self._on_archived(batch.messages, committed_at)
+
+
+def _failure(row: models.BridgeRow, kind: str, reason: str) -> models.Failure:
+    return models.Failure(
+        kind=kind,
+        subject=row.mxid,
+        reason=reason,
+        bridge_rowid=row.rowid,
+        event_id=row.mxid,
+        room_id=row.portal_mxid,
+        detail={
+            "whatsapp_message_id": row.message_id,
+            "whatsapp_chat_id": row.chat_id,
+            "sender": row.sender_mxid,
+            "timestamp_ns": row.timestamp_ns,
+        },
+    )
+
+
+class Workers:
+    """The worker coroutines and the bounded queue they share."""
+
+    def __init__(
+        self,
+        *,
+        processor: Processor,
+        queue: asyncio.Queue[WorkItem],
+        batch_size: int,
+        retry_delay_s: float,
+        metrics: metrics.Metrics,
+    ) -> None:
+        self._processor = processor
+        self._queue = queue
+        self._batch_size = batch_size
+        self._retry_delay_s = retry_delay_s
+        self._metrics = metrics
+        self._retry_tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, name: str) -> None:
+        """One worker: forever take a batch off the queue and archive it."""
+        while True:
+            items = [await self._queue.get()]
+            try:
+                items.extend(self._coalesce(items[0]))
+                for owned, rowids in self._batches(items):
+                    retry = await self._processor.process(rowids, owned=owned)
+                    if retry:
+                        self._retry_later(retry)
+            finally:
+                for _ in items:
+                    self._queue.task_done()
+                self._metrics.queue_depth.set(self._queue.qsize())
+
+    def _coalesce(self, first: WorkItem) -> list[WorkItem]:
+        """More queued items, without waiting, up to a batch's worth of rowids."""
+        taken: list[WorkItem] = []
+        size = len(first.rowids) + sum(hi - lo + 1 for lo, hi in first.ranges)
+        while size < self._batch_size and not self._queue.empty():
+            item = self._queue.get_nowait()
+            taken.append(item)
+            size += len(item.rowids) + sum(hi - lo + 1 for lo, hi in item.ranges)
+        return taken
+
+    def _batches(self, items: list[WorkItem]) -> list[tuple[bool, list[int]]]:
+        """Split into batches of one ownership; spare batches go back to the queue for others."""
+        batches: list[tuple[bool, list[int]]] = []
+        for owned in (True, False):
+            rowids = sorted({r for item in items if item.owned is owned for r in item.expand()})
+            for start in range(0, len(rowids), self._batch_size):
+                batches.append((owned, rowids[start : start + self._batch_size]))
+        mine, spare = batches[:1], batches[1:]
+        for owned, rowids in spare:
+            try:
+                self._queue.put_nowait(WorkItem(rowids=tuple(rowids), owned=owned, source="split"))
+            except asyncio.QueueFull:
+                mine.append((owned, rowids))
+        return mine
+
+    def _retry_later(self, rowids: list[int]) -> None:
+        # The rows stay claimed (the cursor waits for them) until the retry has run.
+        task = asyncio.create_task(self._requeue(rowids), name="missing-event-retry")
+        self._retry_tasks.add(task)
+        task.add_done_callback(self._retry_tasks.discard)
+
+    async def _requeue(self, rowids: list[int]) -> None:
+        await asyncio.sleep(self._retry_delay_s)
+        await self._queue.put(WorkItem(rowids=tuple(rowids), owned=True, source="retry"))
+
+    def cancel_retries(self) -> None:
+        for task in list(self._retry_tasks):
+            task.cancel()
+
+    @property
+    def pending_retries(self) -> int:
+        return len(self._retry_tasks)

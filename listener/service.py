@@ -1,0 +1,275 @@
+"""The composition root: builds everything from the settings and owns every long-lived task."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from listener import (
+    bridge_source,
+    errors,
+    listen,
+    metrics,
+    models,
+    pg_sink,
+    pgconnect,
+    pipeline,
+    roomfilter,
+    settings,
+    sink,
+    sweep,
+    synapse_source,
+    tracker,
+)
+
+logger = logging.getLogger(__name__)
+
+ROOM_REFRESH_INTERVAL_S = 30.0
+TRIGGER_WARNING_INTERVAL_S = 300.0
+
+
+def build_sink(config: settings.Settings) -> sink.Sink:
+    """Supabase when SUPABASE_URL is set, else the PostgreSQL sink."""
+    if config.supabase_url is not None:
+        raise errors.ConfigError("the Supabase sink is not available in this build")
+    assert config.archive_db_url is not None  # guaranteed by Settings validation
+    return pg_sink.PostgresSink(
+        config.archive_db_url.get_secret_value(), pool_size=config.workers + 1
+    )
+
+
+@dataclass
+class Health:
+    """What the service knows about itself, for readiness, status and logs."""
+
+    trigger_present: bool | None = None
+    trigger_warned_at: float = 0.0
+    bridge_ok: bool = False
+    synapse_ok: bool = False
+    sink_ok: bool = False
+    started_at: float = field(default_factory=time.time)
+
+
+class Service:
+    def __init__(
+        self,
+        config: settings.Settings,
+        *,
+        archive_sink: sink.Sink | None = None,
+        service_metrics: metrics.Metrics | None = None,
+        on_archived: pipeline.OnArchived | None = None,
+    ) -> None:
+        self.config = config
+        self.sink = archive_sink or build_sink(config)
+        self.metrics = service_metrics or metrics.Metrics()
+        self.health = Health()
+        self._on_archived = on_archived
+        self._bridge_pool: asyncpg.Pool | None = None
+        self._synapse_pool: asyncpg.Pool | None = None
+        self.queue: asyncio.Queue[pipeline.WorkItem] = asyncio.Queue(config.queue_size)
+        self.metrics.queue_capacity.set(config.queue_size)
+        self.stop_event = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect to both sources and the sink, load the cursor and the room configuration."""
+        config = self.config
+        self._bridge_pool = await pgconnect.create_pool(
+            config.whatsapp_db_url.get_secret_value(),
+            application_name="archiver-db:bridge",
+            max_size=config.workers + 2,
+        )
+        self._synapse_pool = await pgconnect.create_pool(
+            config.synapse_db_url.get_secret_value(),
+            application_name="archiver-db:synapse",
+            max_size=config.workers + 1,
+        )
+        await self.sink.open()
+        self.bridge = bridge_source.BridgeSource(self._bridge_pool, bridge_id=config.bridge_id)
+        self.synapse = synapse_source.SynapseSource(self._synapse_pool)
+        state = await self.sink.load_state(sink.CURSOR_KEY)
+        cursor = int(state["rowid"]) if state else 0
+        self.tracker = tracker.RowidTracker(cursor, gap_timeout_s=config.sweep_gap_timeout_s)
+        self.rooms = pipeline.RoomDirectory(await self._load_room_filter())
+        self.processor = pipeline.Processor(
+            bridge=self.bridge,
+            synapse=self.synapse,
+            sink=self.sink,
+            tracker=self.tracker,
+            rooms=self.rooms,
+            metrics=self.metrics,
+            missing_event_timeout_s=config.missing_event_timeout_s,
+            max_backoff_s=config.reconnect_max_backoff_s,
+            on_archived=self._on_archived,
+        )
+        self.workers = pipeline.Workers(
+            processor=self.processor,
+            queue=self.queue,
+            batch_size=config.batch_size,
+            retry_delay_s=config.missing_event_retry_s,
+            metrics=self.metrics,
+        )
+        self.sweeper = sweep.Sweeper(
+            bridge=self.bridge,
+            tracker=self.tracker,
+            queue=self.queue,
+            metrics=self.metrics,
+            batch_size=config.batch_size,
+            limit_rows=config.sweep_limit_rows,
+        )
+        self.listener = listen.Listener(
+            dsn=config.whatsapp_db_url.get_secret_value(),
+            channel=config.notify_channel,
+            queue=self.queue,
+            request_sweep=self.sweeper.request,
+            metrics=self.metrics,
+            probe_interval_s=config.listener_probe_interval_s,
+            probe_timeout_s=config.listener_probe_timeout_s,
+            max_backoff_s=config.reconnect_max_backoff_s,
+        )
+        self.metrics.cursor.set(cursor)
+        logger.info("archive cursor at rowid %d", cursor, extra={"action": "service_opened"})
+
+    async def close(self) -> None:
+        await self.sink.close()
+        for pool in (self._bridge_pool, self._synapse_pool):
+            if pool is not None:
+                await pool.close()
+
+    async def run(self) -> None:
+        """Archive until ``stop_event`` is set, then drain and return."""
+        tasks = [
+            asyncio.create_task(self.listener.run(self.stop_event), name="listener"),
+            asyncio.create_task(self._sweep_loop(), name="sweep"),
+            asyncio.create_task(self._housekeeping_loop(), name="housekeeping"),
+        ]
+        workers = [
+            asyncio.create_task(self.workers.run(f"worker-{i}"), name=f"worker-{i}")
+            for i in range(self.config.workers)
+        ]
+        watchdog = asyncio.create_task(self._watch_tasks([*tasks, *workers]), name="task-watch")
+        self.ready.set()
+        try:
+            await self.stop_event.wait()
+        finally:
+            watchdog.cancel()
+            await self._shutdown(tasks, workers)
+
+    async def _shutdown(
+        self, tasks: list[asyncio.Task[None]], workers: list[asyncio.Task[None]]
+    ) -> None:
+        logger.info("stopping: draining in-flight work", extra={"action": "service_stopping"})
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.workers.cancel_retries()
+        try:
+            await asyncio.wait_for(self.queue.join(), self.config.shutdown_grace_s)
+        except TimeoutError:
+            logger.warning(
+                "shutdown grace of %.0f s ran out with %d items queued; they will be replayed",
+                self.config.shutdown_grace_s,
+                self.queue.qsize(),
+                extra={"action": "shutdown_grace_expired"},
+            )
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        with contextlib.suppress(errors.ArchiverError, TimeoutError):
+            cursor = await asyncio.wait_for(asyncio.shield(self.processor.flush_cursor()), 5.0)
+            logger.info("stopped at rowid %d", cursor, extra={"action": "service_stopped"})
+
+    async def _watch_tasks(self, tasks: list[asyncio.Task[None]]) -> None:
+        """No long-lived task dies silently: one that fails stops the service loudly."""
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                logger.error(
+                    "task %s failed",
+                    task.get_name(),
+                    exc_info=task.exception(),
+                    extra={"action": "task_failed"},
+                )
+                self.crashed = task.exception()
+        self.stop_event.set()
+
+    crashed: BaseException | None = None
+
+    # -- loops ---------------------------------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        while not self.stop_event.is_set():
+            await self._guarded("sweep", self.sweeper.sweep_once)
+            await self._guarded("cursor", self.processor.flush_cursor)
+            await self.sweeper.wait_for_next(self.config.poll_interval_s)
+
+    async def _housekeeping_loop(self) -> None:
+        last_rooms = time.monotonic()
+        while not self.stop_event.is_set():
+            await self._guarded("trigger", self.check_trigger)
+            await self._guarded("lag", self._update_lag)
+            if time.monotonic() - last_rooms >= ROOM_REFRESH_INTERVAL_S:
+                await self._guarded("rooms", self.refresh_rooms)
+                last_rooms = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), self.config.poll_interval_s)
+
+    async def _guarded(self, what: str, action: Callable[[], Awaitable[object]]) -> None:
+        """Run a periodic step; a transient failure is logged and counted, never fatal."""
+        try:
+            await action()
+        except (errors.SourceError, errors.SinkUnavailable) as exc:
+            self.metrics.source_errors.labels(what, type(exc).__name__).inc()
+            logger.warning("%s step failed: %s", what, exc, extra={"action": f"{what}_failed"})
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    async def check_trigger(self) -> bool:
+        status = await self.bridge.trigger_status(self.config.notify_channel)
+        present = status.enabled
+        self.metrics.trigger_present.set(1 if present else 0)
+        now = time.monotonic()
+        changed = present != self.health.trigger_present
+        due = now - self.health.trigger_warned_at >= TRIGGER_WARNING_INTERVAL_S
+        if not present and (changed or due):
+            self.health.trigger_warned_at = now
+            logger.warning(
+                "NO NOTIFY TRIGGER on the bridge's message table (channel %s%s): archiving "
+                "through the sweep alone, every %d ms. Install it as the bridge database owner: "
+                "psql -d <bridge db> -f sql/triggers.sql",
+                self.config.notify_channel,
+                f"; found channels {status.channels}" if status.channels else "",
+                self.config.poll_interval_ms,
+                extra={"action": "trigger_missing"},
+            )
+        elif present and changed:
+            logger.info("NOTIFY trigger present", extra={"action": "trigger_present"})
+        self.health.trigger_present = present
+        return present
+
+    async def _update_lag(self) -> None:
+        newest = await self.bridge.max_rowid()
+        self.metrics.rowid_lag.set(max(0, newest - self.tracker.cursor))
+
+    async def refresh_rooms(self) -> None:
+        if self.config.auto_register_rooms:
+            portals = await self.bridge.portals()
+            if portals:
+                await self.sink.write(models.ArchiveBatch(new_rooms=portals))
+        self.rooms.current = await self._load_room_filter()
+
+    async def _load_room_filter(self) -> roomfilter.RoomFilter:
+        rows = await self.sink.monitored_rooms()
+        return roomfilter.RoomFilter.build(
+            configured=self.config.monitored_rooms,
+            rows=rows,
+            auto_register=self.config.auto_register_rooms,
+        )

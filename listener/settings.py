@@ -1,0 +1,140 @@
+"""Settings: the only reader of the environment (and of an optional ``.env`` file).
+
+Names are the ones operators already use (the seed design's variables). A missing or malformed
+setting fails at start with one line that names it and never echoes its value, because values
+here include passwords.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from listener import errors
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_POSTGRES_SCHEMES = ("postgres://", "postgresql://")
+
+
+def _check_postgres_url(value: SecretStr | None) -> SecretStr | None:
+    if value is None:
+        return None
+    if not value.get_secret_value().startswith(_POSTGRES_SCHEMES):
+        raise ValueError("must be a postgresql:// URL")
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything a user might tune; units are in the names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    whatsapp_db_url: SecretStr
+    synapse_db_url: SecretStr
+    archive_db_url: SecretStr | None = None
+    supabase_url: str | None = None
+    supabase_key: SecretStr | None = None
+
+    poll_interval_ms: int = Field(5000, ge=100, le=3_600_000)
+    batch_size: int = Field(100, ge=1, le=10_000)
+    monitored_rooms: Annotated[tuple[str, ...], NoDecode] = ()
+    auto_register_rooms: bool = False
+    bridge_id: str = ""
+    notify_channel: str = "archiver_db"
+
+    workers: int = Field(4, ge=1, le=64)
+    queue_size: int = Field(10_000, ge=1, le=1_000_000)
+    missing_event_timeout_s: float = Field(60.0, gt=0)
+    missing_event_retry_s: float = Field(1.0, gt=0)
+    sweep_gap_timeout_s: float = Field(120.0, gt=0)
+    sweep_limit_rows: int = Field(5000, ge=1)
+    listener_probe_interval_s: float = Field(15.0, gt=0)
+    listener_probe_timeout_s: float = Field(5.0, gt=0)
+    reconnect_max_backoff_s: float = Field(30.0, gt=0)
+    shutdown_grace_s: float = Field(20.0, gt=0)
+
+    media_store_path: Path | None = None
+    download_media: bool = True
+
+    metrics_addr: str = "127.0.0.1:9464"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("whatsapp_db_url", "synapse_db_url", "archive_db_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_postgres_url(value)
+
+    @field_validator("monitored_rooms", mode="before")
+    @classmethod
+    def _split_rooms(cls, value: object) -> tuple[str, ...]:
+        if isinstance(value, str):
+            items = tuple(item.strip() for item in value.split(",") if item.strip())
+        elif isinstance(value, (list, tuple)):
+            items = tuple(str(item).strip() for item in value if str(item).strip())
+        else:
+            raise ValueError("must be a comma-separated list")
+        for item in items:
+            if not (item.startswith("!") or "@" in item):
+                raise ValueError(
+                    f"{item!r} is neither a Matrix room ID (!…) nor a WhatsApp chat ID (…@…)"
+                )
+        return items
+
+    @field_validator("notify_channel")
+    @classmethod
+    def _channel(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError("must be a lower-case SQL identifier (letters, digits, _)")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_sink(self) -> Settings:
+        if self.supabase_url is None and self.archive_db_url is None:
+            raise ValueError("set ARCHIVE_DB_URL (PostgreSQL sink) or SUPABASE_URL (Supabase sink)")
+        if self.supabase_url is not None and self.supabase_key is None:
+            raise ValueError("SUPABASE_KEY is required when SUPABASE_URL is set")
+        return self
+
+    @property
+    def poll_interval_s(self) -> float:
+        return self.poll_interval_ms / 1000.0
+
+    @property
+    def metrics_host_port(self) -> tuple[str, int]:
+        host, _, port = self.metrics_addr.rpartition(":")
+        return host.strip("[]") or "127.0.0.1", int(port)
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for scrubbing text that might contain one."""
+        values = [self.whatsapp_db_url, self.synapse_db_url, self.archive_db_url, self.supabase_key]
+        return [v.get_secret_value() for v in values if v is not None]
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem, naming the environment variable, never echoing its value."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        location = "_".join(str(part) for part in error["loc"]).upper()
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"{location}: {message}" if location else message)
+    return "; ".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; raise ConfigError with a one-line, secret-free message on failure."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise errors.ConfigError(f"invalid settings: {describe_validation_error(exc)}") from None

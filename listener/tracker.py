@@ -1,0 +1,109 @@
+"""The rowid cursor: which bridge rows are safely archived. Pure; the caller passes the clock.
+
+A rowid is allocated when a bridge transaction inserts, not when it commits, so rows become
+visible out of order: rowid 11 can commit before rowid 10. The cursor is the highest rowid such
+that every rowid at or below it is resolved (archived, filtered out, or recorded as a failure).
+A rowid above the cursor that is not visible yet is a *hole*: a transaction still in flight, or
+one that rolled back (identity values are never reused). Holes hold the cursor back until they
+are older than ``gap_timeout_s``; after that the cursor steps over them. A row that commits even
+later is still archived through its NOTIFY; it just no longer holds the cursor.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class _Hole:
+    lo: int
+    hi: int
+    since: float
+
+
+class RowidTracker:
+    def __init__(self, cursor: int, *, gap_timeout_s: float) -> None:
+        self.cursor = cursor
+        self._gap_timeout_s = gap_timeout_s
+        self._claimed: set[int] = set()
+        self._done: set[int] = set()
+        self._holes: list[_Hole] = []
+        self._max_known = cursor
+
+    @property
+    def in_flight(self) -> int:
+        """Rows scheduled or being processed."""
+        return len(self._claimed)
+
+    @property
+    def max_known(self) -> int:
+        return self._max_known
+
+    def claim_new(self, rowids: Iterable[int], *, now: float) -> list[int]:
+        """Mark visible rows as scheduled; return (sorted) the ones nobody has taken yet.
+
+        Rows at or below the cursor are always returned: they committed after their hole was
+        given up on, and must still be archived (idempotently) even though the cursor moved on.
+        """
+        visible = sorted(set(rowids))
+        self._note_visible(visible, now)
+        fresh = [
+            r
+            for r in visible
+            if r <= self.cursor or (r not in self._claimed and r not in self._done)
+        ]
+        self._claimed.update(r for r in fresh if r > self.cursor)
+        return fresh
+
+    def complete(self, rowids: Iterable[int]) -> None:
+        """These rows are durable in the archive (or resolved as failures or filtered out)."""
+        for rowid in rowids:
+            self._claimed.discard(rowid)
+            if rowid > self.cursor:
+                self._done.add(rowid)
+
+    def advance(self, *, now: float) -> int:
+        """Move the cursor over resolved rows and expired holes; return it."""
+        while True:
+            nxt = self.cursor + 1
+            if nxt in self._done:
+                self._done.remove(nxt)
+                self.cursor = nxt
+                continue
+            if nxt in self._claimed or nxt > self._max_known:
+                break
+            hole = self._hole_at(nxt, now)
+            if now - hole.since < self._gap_timeout_s:
+                break
+            self.cursor = min(hole.hi, self._next_known_above(nxt) - 1)
+        self._drop_holes_below_cursor()
+        return self.cursor
+
+    def _note_visible(self, visible: list[int], now: float) -> None:
+        previous = self._max_known
+        for rowid in visible:
+            if rowid > previous + 1:
+                self._holes.append(_Hole(previous + 1, rowid - 1, now))
+            previous = max(previous, rowid)
+        self._max_known = previous
+
+    def _hole_at(self, rowid: int, now: float) -> _Hole:
+        index = bisect.bisect_right([h.lo for h in self._holes], rowid) - 1
+        if index >= 0 and self._holes[index].hi >= rowid:
+            return self._holes[index]
+        # Not seen as a hole before (e.g. the range between cursor and the first visible row
+        # after a restart): start its clock now.
+        hole = _Hole(rowid, self._next_known_above(rowid) - 1, now)
+        bisect.insort(self._holes, hole, key=lambda h: h.lo)
+        return hole
+
+    def _next_known_above(self, rowid: int) -> int:
+        above = [r for r in self._claimed if r > rowid] + [r for r in self._done if r > rowid]
+        return min(above, default=self._max_known + 1)
+
+    def _drop_holes_below_cursor(self) -> None:
+        self._holes = [h for h in self._holes if h.hi > self.cursor]
+        for hole in self._holes:
+            hole.lo = max(hole.lo, self.cursor + 1)

@@ -1,0 +1,124 @@
+-- archiver-db: wake-up notifications for new bridge messages.
+--
+-- What: installs schema archiver_db, the function archiver_db.notify_rowids() and one
+-- statement-level trigger, archiver_db_message_insert, AFTER INSERT ON public.message. For every
+-- INSERT statement that inserted at least one row, the trigger sends ONE notification on the
+-- channel (default archiver_db) with the rowids the statement inserted, as inclusive ranges of
+-- consecutive rowids (contract: docs/ARCHITECTURE.md):
+--     {"v":1,"table":"message","op":"INSERT","ranges":[[lo,hi],...]}
+-- When that list would exceed 1000 ranges or ~7900 bytes it collapses to one covering range
+-- [[min,max]]; the consumer re-reads by range, and NOTIFY is only a hint (the sweep finds the rest).
+--
+-- Safety: the function catches every error and only RAISEs a WARNING, so it can never make the
+-- bridge's INSERT fail. It also skips the NOTIFY while the server's notification queue is more
+-- than half full, because a full queue fails the bridge's COMMIT (outside any trigger's reach).
+-- Nothing is written to any table.
+--
+-- Who runs it: the owner of the bridge database (or of public.message), once, and again after
+-- upgrading archiver-db (re-running is harmless: one transaction, replace function, recreate
+-- trigger):
+--     psql -v ON_ERROR_STOP=1 -d <bridge db> -f sql/triggers.sql
+--     psql -v ON_ERROR_STOP=1 -d <bridge db> -v channel=my_channel -f sql/triggers.sql
+-- `archiver-db` installs the same file through listener/sqlfiles.py (keep to the psql
+-- meta-commands that file understands: \set, \if, \elif, \else, \endif).
+--
+-- Uninstall: psql -v ON_ERROR_STOP=1 -d <bridge db> -f sql/uninstall_triggers.sql
+--
+-- Later: the function already handles UPDATE and DELETE (edits, deletions). To add them, create
+-- alongside the INSERT trigger (and add their names to uninstall_triggers.sql):
+--     AFTER UPDATE ON public.message REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
+--     AFTER DELETE ON public.message REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT
+
+\set ON_ERROR_STOP on
+\if :{?channel}
+\else
+    \set channel archiver_db
+\endif
+
+BEGIN;
+
+-- DROP TRIGGER takes an ACCESS EXCLUSIVE lock on public.message: give up rather than queue
+-- behind a long bridge transaction while every new bridge INSERT queues behind us.
+SET LOCAL lock_timeout = '5s';
+
+CREATE SCHEMA IF NOT EXISTS archiver_db;
+COMMENT ON SCHEMA archiver_db IS
+    'archiver-db: NOTIFY triggers and read-only views (sql/triggers.sql, sql/views.sql)';
+
+CREATE OR REPLACE FUNCTION archiver_db.notify_rowids()
+    RETURNS trigger
+    LANGUAGE plpgsql
+    -- Nothing here lives in public; pg_temp last so a temporary object cannot shadow anything.
+    SET search_path = pg_catalog, pg_temp
+AS $function$
+-- Trigger argument 0: the NOTIFY channel (psql does not interpolate inside this body).
+DECLARE
+    max_ranges CONSTANT integer := 1000;  -- listener/payload.py MAX_RANGES
+    max_bytes CONSTANT integer := 7900;   -- PostgreSQL rejects payloads of 8000 bytes or more
+    channel text := coalesce(TG_ARGV[0], 'archiver_db');
+    ranges text;
+    n_ranges bigint;
+    lo bigint;
+    hi bigint;
+    head text;
+BEGIN
+    -- Transition tables are statement-scoped relations: only the one the firing trigger declared
+    -- exists, so each branch names its own (plpgsql plans a statement when it first runs it).
+    -- dense_rank rather than row_number so a repeated rowid cannot split an island.
+    IF TG_OP = 'DELETE' THEN
+        SELECT string_agg('[' || i.lo || ',' || i.hi || ']', ',' ORDER BY i.lo),
+               count(*), min(i.lo), max(i.hi)
+          INTO ranges, n_ranges, lo, hi
+          FROM (SELECT min(rowid) AS lo, max(rowid) AS hi
+                  FROM (SELECT rowid, rowid - dense_rank() OVER (ORDER BY rowid) AS island
+                          FROM old_rows) AS r
+                 GROUP BY island) AS i;
+    ELSE
+        SELECT string_agg('[' || i.lo || ',' || i.hi || ']', ',' ORDER BY i.lo),
+               count(*), min(i.lo), max(i.hi)
+          INTO ranges, n_ranges, lo, hi
+          FROM (SELECT min(rowid) AS lo, max(rowid) AS hi
+                  FROM (SELECT rowid, rowid - dense_rank() OVER (ORDER BY rowid) AS island
+                          FROM new_rows) AS r
+                 GROUP BY island) AS i;
+    END IF;
+
+    IF n_ranges = 0 THEN
+        RETURN NULL;  -- e.g. INSERT ... SELECT of nothing, ON CONFLICT DO NOTHING
+    END IF;
+
+    head := '{"v":1,"table":' || to_json(TG_TABLE_NAME::text) || ',"op":' || to_json(TG_OP::text)
+            || ',"ranges":[';
+    IF n_ranges > max_ranges OR octet_length(head) + octet_length(ranges) + 2 > max_bytes THEN
+        ranges := '[' || lo || ',' || hi || ']';
+    END IF;
+
+    IF pg_notification_queue_usage() > 0.5 THEN
+        RAISE WARNING 'archiver_db: NOTIFY queue is over half full (is a listener stuck in a '
+                      'transaction?); not notifying % on %.% rowids %..%',
+                      TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME, lo, hi;
+        RETURN NULL;
+    END IF;
+
+    PERFORM pg_notify(channel, head || ranges || ']}');
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    -- Never fail the bridge's statement: the archiver's sweep will find the rows anyway. The
+    -- block is a subtransaction, but one without an XID (it writes nothing), so it is cheap.
+    RAISE WARNING 'archiver_db: % trigger on %.% could not notify: % (SQLSTATE %)',
+                  TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME, SQLERRM, SQLSTATE;
+    RETURN NULL;
+END
+$function$;
+
+COMMENT ON FUNCTION archiver_db.notify_rowids() IS
+    'archiver-db: NOTIFY TG_ARGV[0] with the rowid ranges a statement touched (sql/triggers.sql)';
+
+DROP TRIGGER IF EXISTS archiver_db_message_insert ON public.message;
+CREATE TRIGGER archiver_db_message_insert
+    AFTER INSERT ON public.message
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT
+    EXECUTE FUNCTION archiver_db.notify_rowids(:'channel');
+
+COMMIT;
