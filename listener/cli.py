@@ -246,10 +246,11 @@ async def _cmd_retry_failures(_args: argparse.Namespace) -> int:
 
 
 async def _cmd_demo(args: argparse.Namespace) -> int:
-    from listener import demo
+    from listener import demo  # imported here: the simulator is not needed by the service
 
     logsetup.configure(level="WARNING", json_lines=False, secrets=[])
-    return await demo.run_demo(pg_url=args.pg_url, duration_s=args.duration, rate=args.rate)
+    result: int = await demo.run_demo(pg_url=args.pg_url, duration_s=args.duration, rate=args.rate)
+    return result
 
 
 async def _triggers_install(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ Used by the demo, the tests and the benchmarks; the archiver never imports it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
 import random
@@ -693,8 +694,6 @@ def _row_args(draft: _Draft, event_id: str) -> tuple[Any, ...]:
 
 
 def _replace(draft: _Draft, **changes: Any) -> _Draft:
-    import dataclasses
-
     return dataclasses.replace(draft, **changes)
 
 

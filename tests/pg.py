@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -18,9 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def url_for(database: str) -> str:
-    """The admin URL with its database name replaced."""
-    base, _, _ = ADMIN_URL.rpartition("/")
-    return f"{base}/{database}"
+    """The admin URL with its database name replaced (query parameters such as host= kept)."""
+    return urlunsplit(urlsplit(ADMIN_URL)._replace(path=f"/{database}"))
 
 
 def unique_name(prefix: str) -> str:
@@ -39,7 +39,9 @@ async def drop_database(name: str) -> None:
     await admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def create_database(name: str, *, template: str | None = None, collate_c: bool = False) -> str:
+async def create_database(
+    name: str, *, template: str | None = None, collate_c: bool = False
+) -> str:
     """Create ``name`` (from ``template`` if given) and return its URL."""
     await drop_database(name)
     if template:
@@ -54,9 +56,7 @@ async def create_database(name: str, *, template: str | None = None, collate_c: 
     return url_for(name)
 
 
-async def build_template(
-    name: str, setup: Callable[[asyncpg.Connection], Awaitable[None]]
-) -> str:
+async def build_template(name: str, setup: Callable[[asyncpg.Connection], Awaitable[None]]) -> str:
     """Create a template database ``name`` and fill it with ``setup``; returns its name."""
     await create_database(name)
     conn = await asyncpg.connect(url_for(name))

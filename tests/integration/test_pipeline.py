@@ -150,7 +150,7 @@ async def test_pipeline__history_sync_old_timestamps_archived(world: World) -> N
         old = await world.sim.history_sync(chat, 25, start_ts_ns=1_600_000_000 * 10**9)
         await world.wait_archived({s.event_id for s in old})
     oldest = await world.archive.fetchval(
-        "SELECT min(\"timestamp\") FROM messages WHERE whatsapp_chat_id = $1", chat.portal_id
+        'SELECT min("timestamp") FROM messages WHERE whatsapp_chat_id = $1', chat.portal_id
     )
     assert oldest.timestamp() == pytest.approx(1_600_000_000, abs=1)
 
@@ -324,9 +324,7 @@ async def test_pipeline__sigterm_drain_keeps_in_flight_batches(world: World) -> 
     async with world.running(workers=2, batch_size=50) as svc:
         await asyncio.wait_for(svc.listener.connected.wait(), 5)
         sent = await world.sim.insert_many_in_one_transaction(chat, 2_000)
-        await wait_until(
-            lambda: _some_archived(world), what="archiving under way", timeout_s=10
-        )
+        await wait_until(lambda: _some_archived(world), what="archiving under way", timeout_s=10)
     # Stopped mid-flow: whatever was not archived is replayed by the next start.
     async with world.running():
         await world.wait_archived({s.event_id for s in sent}, timeout_s=30)

@@ -224,7 +224,7 @@ async def test_dm__portal_keyed_by_contact_jid_with_login_receiver(
 
 
 @pytest.fixture(params=["subset", "real_schema"])
-async def sql_target(
+def sql_target(
     request: pytest.FixtureRequest, tmp_path: Path, rng: random.Random
 ) -> tuple[asyncpg.Pool, synapse_writer.SqlSynapseWriter]:
     fixture = "synapse_subset_pool" if request.param == "subset" else "synapse_real_schema_pool"
@@ -336,6 +336,7 @@ async def test_run_traffic__paced_mixed_messages_with_callback(
 async def test_run_traffic__against_real_synapse(
     http_sim: simulator.BridgeSimulator, synapse_db: asyncpg.Connection
 ) -> None:
+    await http_sim.ensure_world(groups=1, dms=1, group_size=2)  # keep setup HTTP calls few
     sent = await http_sim.run_traffic(30, 1.0)
     assert len(sent) >= 25
     ids = [m.event_id for m in sent]
