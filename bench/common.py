@@ -140,6 +140,32 @@ async def _run_on(url: str, sql: str) -> None:
 # -- machine facts -----------------------------------------------------------------------------
 
 
+def code_fingerprint() -> dict[str, str]:
+    """Which code was measured: git HEAD of the source tree plus a hash of what actually ran
+    (listener/ and sql/ here, which is a frozen copy under bench.snapshot)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted([*(REPO / "listener").rglob("*.py"), *(REPO / "listener").rglob("*.sql"),
+                        *(REPO / "sql").rglob("*.sql")]):
+        digest.update(str(path.relative_to(REPO)).encode())
+        digest.update(path.read_bytes())
+    source = Path(os.environ.get("BENCH_SOURCE_TREE", REPO))
+    head = subprocess.run(
+        ["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(source), "status", "--porcelain", "--", "listener", "sql"],
+        capture_output=True, text=True,
+    ).stdout.strip()
+    return {
+        "git_head": head or "?",
+        "tree": "HEAD + uncommitted changes" if dirty else "HEAD",
+        "listener_sql_sha256": digest.hexdigest()[:16],
+        "ran_from": str(REPO),
+    }
+
+
 def machine_info() -> dict[str, Any]:
     """What the docs ask for next to every number: cores, memory, versions, date, PG settings."""
     free = subprocess.run(["free", "-h"], capture_output=True, text=True).stdout.strip()
@@ -164,6 +190,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "loadavg_at_start": [round(x, 2) for x in load],
         "argv": " ".join(sys.argv),
+        "code": code_fingerprint(),
     }
 
 

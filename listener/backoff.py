@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 
@@ -22,5 +23,7 @@ def retry_after_s(header: str | None, *, cap_s: float) -> float | None:
     try:
         value = float(header.strip())
     except ValueError:
+        return None
+    if math.isnan(value):
         return None
     return max(0.0, min(value, cap_s))

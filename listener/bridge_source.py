@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from listener import errors, models, named_queries, pgconnect
+from listener import enrich, errors, models, named_queries, pgconnect
 
 
 def _row(record: asyncpg.Record) -> models.BridgeRow:
@@ -53,6 +53,16 @@ class BridgeSource:
         """The rows among ``rowids`` that exist now (a deleted row is simply absent)."""
         records = await self._fetch("bridge_rows", list(rowids), self._bridge_id)
         return [_row(r) for r in records]
+
+    async def rows_by_mxid(self, mxids: Sequence[str]) -> list[models.BridgeRow]:
+        records = await self._fetch("bridge_rows_by_mxid", list(mxids), self._bridge_id)
+        return [_row(r) for r in records]
+
+    async def room_info(self, room_ids: Sequence[str]) -> dict[str, enrich.RoomInfo]:
+        records = await self._fetch("bridge_portals_by_mxid", self._bridge_id, list(room_ids))
+        return {
+            r["mxid"]: enrich.RoomInfo(r["id"], r["name"] or None, r["room_type"]) for r in records
+        }
 
     async def rowids_after(
         self, cursor: int, *, limit: int, since_ns: int | None = None

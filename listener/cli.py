@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -17,6 +18,7 @@ from listener import (
     migrate,
     pgconnect,
     pipeline,
+    reconcile,
     redact,
     service,
     settings,
@@ -46,11 +48,34 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=f"{verb} the NOTIFY trigger (bridge DB owner)")
         sub.add_argument("--db-url", help="bridge database URL (default WHATSAPP_DB_URL)")
     commands.add_parser("retry-failures", help="retry every recorded failure once, then exit")
+    reconcile_cmd = commands.add_parser(
+        "reconcile", help="archive from Synapse what the bridge rows no longer show, then exit"
+    )
+    reconcile_cmd.add_argument(
+        "--from-start",
+        action="store_true",
+        help="scan Synapse's whole history, not just new events",
+    )
     demo = commands.add_parser("demo", help="a self-contained demo on a local PostgreSQL")
     demo.add_argument("--pg-url", help="a PostgreSQL server to create the demo databases on")
     demo.add_argument("--duration", type=float, default=20.0, help="seconds of live traffic")
     demo.add_argument("--rate", type=float, default=50.0, help="live messages per second")
+    _operations_parsers(commands)
     return parser
+
+
+def _operations_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    doctor_cmd = commands.add_parser("doctor", help="check connections, trigger, grants, schema")
+    doctor_cmd.add_argument(
+        "--max-clock-skew-s", type=float, default=2.0, help="allowed clock difference (seconds)"
+    )
+    status_cmd = commands.add_parser("status", help="cursor, lag, queue, failures, rooms")
+    status_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    verify_cmd = commands.add_parser("verify", help="compare bridge and archive message counts")
+    verify_cmd.add_argument("--since", type=_date, help="from this date (inclusive)")
+    verify_cmd.add_argument("--until", type=_date, help="up to this date (exclusive)")
+    verify_cmd.add_argument("--repair", action="store_true", help="archive what is missing")
+    verify_cmd.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def _date(text: str) -> datetime:
@@ -227,6 +252,31 @@ async def _cmd_triggers(args: argparse.Namespace, *, install: bool) -> int:
     return EXIT_OK
 
 
+async def _cmd_reconcile(args: argparse.Namespace) -> int:
+    config = _load(reconcile_grace_s=0.0)
+    svc = service.Service(config)
+    await svc.open()
+    total = reconcile.Stats()
+    try:
+        while True:
+            stats = await svc.reconciler.run_once(from_start=args.from_start and not total.scanned)
+            total.scanned += stats.scanned
+            total.recovered += stats.recovered
+            total.edited += stats.edited
+            total.reactions += stats.reactions
+            total.redactions += stats.redactions
+            if stats.scanned == 0 or stats.cursor == total.cursor:
+                break
+            total.cursor = stats.cursor
+    finally:
+        await svc.close()
+    print(
+        f"scanned {total.scanned} events: {total.recovered} messages recovered, "
+        f"{total.edited} edited, {total.reactions} reactions, {total.redactions} redactions"
+    )
+    return EXIT_OK
+
+
 async def _cmd_retry_failures(_args: argparse.Namespace) -> int:
     config = _load(missing_event_timeout_s=1e-9)
     svc = service.Service(config)
@@ -253,6 +303,59 @@ async def _cmd_demo(args: argparse.Namespace) -> int:
     return result
 
 
+async def _cmd_doctor(args: argparse.Namespace) -> int:
+    from listener import doctor, doctor_facts
+
+    config = _load()
+    results = await doctor_facts.diagnose(config, max_clock_skew_s=args.max_clock_skew_s)
+    for result in results:
+        print(result.line())
+    print(doctor.summary(results))
+    return EXIT_OK if doctor.passed(results) else EXIT_FAILED
+
+
+async def _cmd_status(args: argparse.Namespace) -> int:
+    from listener import status
+
+    config = _load()
+    conn = await pgconnect.connect(
+        _archive_url(), application_name="archiver-db:status", error=errors.SinkUnavailable
+    )
+    try:
+        snap = await status.snapshot(conn)
+    finally:
+        await conn.close()
+    interval_s = config.health_check_interval_s
+    if args.json:
+        print(json.dumps(snap.as_json(heartbeat_interval_s=interval_s), indent=2, default=str))
+    else:
+        print(status.render(snap, heartbeat_interval_s=interval_s))
+    return EXIT_OK
+
+
+async def _cmd_verify(args: argparse.Namespace) -> int:
+    from listener import verify
+
+    # A repair records a still-missing Synapse event as a failure at once instead of waiting.
+    config = _load(missing_event_timeout_s=1e-9) if args.repair else _load()
+    report = await verify.compare(config, since=args.since, until=args.until)
+    if args.repair and report.missing:
+        svc = service.Service(config)
+        await svc.open()
+        try:
+            await verify.repair(svc, [m.rowid for m in report.missing])
+        finally:
+            await svc.close()
+        logger.info(
+            "repair archived %d missing messages",
+            len(report.missing),
+            extra={"action": "verify_repaired"},
+        )
+        report = await verify.compare(config, since=args.since, until=args.until)
+    print(json.dumps(report.as_json(), indent=2) if args.json else verify.render(report))
+    return EXIT_FAILED if report.missing else EXIT_OK
+
+
 async def _triggers_install(args: argparse.Namespace) -> int:
     return await _cmd_triggers(args, install=True)
 
@@ -268,7 +371,11 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "install-triggers": _triggers_install,
     "uninstall-triggers": _triggers_uninstall,
     "retry-failures": _cmd_retry_failures,
+    "reconcile": _cmd_reconcile,
     "demo": _cmd_demo,
+    "doctor": _cmd_doctor,
+    "status": _cmd_status,
+    "verify": _cmd_verify,
 }
 
 

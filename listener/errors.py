@@ -40,3 +40,19 @@ class SchemaError(ArchiverError):
 
 class MalformedEvent(ArchiverError):
     """A Synapse event could not be parsed."""
+
+
+class MediaError(ArchiverError):
+    """A media item could not be archived."""
+
+
+class MediaRejected(MediaError):
+    """A media reference is not safe to resolve inside the media store; it is never opened."""
+
+
+class EncryptedFileInvalid(MediaError):
+    """An encrypted attachment (EncryptedFile) is malformed."""
+
+
+class MediaIntegrityError(MediaError):
+    """Media bytes do not match their expected size or SHA-256."""

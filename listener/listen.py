@@ -36,6 +36,7 @@ class Listener:
         channel: str,
         queue: asyncio.Queue[pipeline.WorkItem],
         request_sweep: Callable[[str], None],
+        request_reconcile: Callable[[str], None] | None = None,
         metrics: metrics.Metrics,
         probe_interval_s: float,
         probe_timeout_s: float,
@@ -46,6 +47,7 @@ class Listener:
         self._channel = channel
         self._queue = queue
         self._request_sweep = request_sweep
+        self._request_reconcile = request_reconcile
         self._metrics = metrics
         self._probe_interval_s = probe_interval_s
         self._probe_timeout_s = probe_timeout_s
@@ -137,14 +139,25 @@ class Listener:
             )
             self._request_sweep("malformed_notification")
             return
-        if note.table != "message" or note.op != "INSERT":
-            self._metrics.notifications.labels("ignored").inc()
+        if note.table == "message" and note.op in ("INSERT", "UPDATE"):
+            # An UPDATE is an edit applied in place: re-archive the row, outside the cursor.
+            self._offer(pipeline.WorkItem(ranges=note.ranges, track=note.op == "INSERT"))
             return
+        # Deletions and reactions leave nothing to read in the bridge: their truth is in
+        # Synapse (redactions, m.reaction events), which the reconciliation pass reads.
+        self._metrics.notifications.labels("reconcile").inc()
+        if self._request_reconcile is not None:
+            self._request_reconcile(f"{note.table}_{note.op.lower()}")
+
+    def _offer(self, item: pipeline.WorkItem) -> None:
         try:
-            self._queue.put_nowait(pipeline.WorkItem(ranges=note.ranges))
+            self._queue.put_nowait(item)
         except asyncio.QueueFull:
             self._metrics.notifications.labels("queue_full").inc()
+            # New rows are found again by the sweep, edits by the reconciliation pass.
             self._request_sweep("queue_full")
+            if self._request_reconcile is not None and not item.track:
+                self._request_reconcile("queue_full")
             return
         self._metrics.notifications.labels("queued").inc()
         self._metrics.queue_depth.set(self._queue.qsize())

@@ -20,9 +20,20 @@ class SecretFilter(logging.Filter):
         self._secrets = [s for s in secrets if s]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._secrets:
-            record.msg = redact.redact_text(record.getMessage(), self._secrets)
-            record.args = None
+        if not self._secrets:
+            return True
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            # A log call whose arguments do not fit its format: keep both, scrubbed, rather
+            # than raise into the code that logged.
+            message = f"{record.msg} {record.args!r}"
+        record.msg = redact.redact_text(message, self._secrets)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact.redact_text(record.exc_text, self._secrets)
         return True
 
 
@@ -36,7 +47,8 @@ class JsonFormatter(logging.Formatter):
         }
         entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            # exc_text is the SecretFilter's scrubbed rendering when it ran.
+            entry["exc"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 

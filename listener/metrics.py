@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 import listener
@@ -11,6 +13,9 @@ LATENCY_BUCKETS_S = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
 )  # fmt: skip
+
+# The archive's media.status values (sql/archive/0001_init.sql), minus the transient 'pending'.
+MEDIA_STATUSES = ("stored", "missing", "quarantined", "rejected", "failed", "skipped")
 
 
 class Metrics:
@@ -74,3 +79,74 @@ class Metrics:
         )
         self.build_info = Info("archiver_build", "Build information.", registry=r)
         self.build_info.info({"version": listener.__version__})
+        self._add_operations_metrics()
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def _add_operations_metrics(self) -> None:
+        r = self.registry
+        self.started_at = time.time()
+        self.media_items = Counter(
+            "archiver_media_items",
+            "Media items handled, by outcome (stored, missing, quarantined, rejected, failed, "
+            "skipped).",
+            ["status"],
+            registry=r,
+        )
+        self.media_bytes = Counter(
+            "archiver_media_bytes", "Bytes of media handled, by outcome.", ["status"], registry=r
+        )
+        for status in MEDIA_STATUSES:  # present from the start, so increase() sees the first one
+            self.media_items.labels(status)
+            self.media_bytes.labels(status)
+        self.seconds_since_last_archived = Gauge(
+            "archiver_seconds_since_last_archived",
+            "Seconds since the last archive commit (since the start while none yet).",
+            registry=r,
+        )
+        self.seconds_since_last_archived.set_function(self._seconds_since_last_archived)
+        self.ready = Gauge(
+            "archiver_ready",
+            "1 while connected to every source and the sink with the trigger.",
+            registry=r,
+        )
+        self.dependency_up = Gauge(
+            "archiver_dependency_up",
+            "1 while a dependency answers its health probe (listener, bridge, synapse, archive, "
+            "trigger).",
+            ["dependency"],
+            registry=r,
+        )
+        self.heartbeat_saved = Gauge(
+            "archiver_heartbeat_timestamp_seconds",
+            "Unix time of the last heartbeat saved in the archive.",
+            registry=r,
+        )
+
+        # archive fidelity (edits, deletions, reactions, reconciliation)
+        self.edits_archived = Counter(
+            "archiver_edits_archived", "Edit versions written to message_edits.", registry=r
+        )
+        self.reactions_archived = Counter(
+            "archiver_reactions_archived", "Reaction rows written (added or removed).", registry=r
+        )
+        self.deletions_recorded = Counter(
+            "archiver_deletions_recorded",
+            "Messages written with deleted_at set (redacted on Matrix, deleted on WhatsApp).",
+            registry=r,
+        )
+        self.reconcile_recovered = Counter(
+            "archiver_reconcile_recovered_messages",
+            "Messages only the Synapse reconciliation pass found (their bridge row was gone or "
+            "never seen).",
+            registry=r,
+        )
+
+    def _seconds_since_last_archived(self) -> float:
+        last = value(self.last_archived) or self.started_at
+        return max(0.0, time.time() - last)
+
+
+def value(gauge: Gauge) -> float:
+    """The current value of an unlabelled gauge (prometheus_client has no public getter)."""
+    return float(gauge._value.get())

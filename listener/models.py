@@ -54,11 +54,23 @@ class SynapseEvent:
     rejection_reason: str | None
     internal_metadata: str | None = None
     received_ts_ms: int | None = None
+    # Filled by the batch query: the m.replace events targeting this one, and its redaction.
+    edits: tuple[SynapseEvent, ...] = ()
+    redaction: Redaction | None = None
 
     @property
     def usable(self) -> bool:
         """Outliers are not (yet) part of the room; rejected events never will be."""
         return not self.outlier and self.rejection_reason is None
+
+
+@dataclass(frozen=True, slots=True)
+class Redaction:
+    """A redaction of some event, from Synapse's ``redactions`` table."""
+
+    redaction_event_id: str
+    redacts: str
+    ts_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,16 +87,51 @@ class ArchivedMessage:
     content_json: str | None
     content_raw: str | None
     body: str | None
-    whatsapp_message_id: str
-    whatsapp_chat_id: str
-    whatsapp_sender_id: str
-    part_id: str
-    bridge_id: str
-    bridge_rowid: int
+    whatsapp_message_id: str | None
+    whatsapp_chat_id: str | None
+    whatsapp_sender_id: str | None
+    part_id: str | None
+    bridge_id: str | None
+    bridge_rowid: int | None
     room_type: str | None
     reply_to_event_id: str | None
     thread_root_event_id: str | None
     has_matrix_event: bool
+    original_content_json: str | None = None
+    edit_count: int = 0
+    edited_at: datetime | None = None
+    latest_edit_event_id: str | None = None
+    deleted_at: datetime | None = None
+    redaction_event_id: str | None = None
+    synapse_stream_ordering: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedEdit:
+    """One ``message_edits`` row: a version of a message."""
+
+    edit_event_id: str
+    message_event_id: str
+    edit_number: int
+    sender: str | None
+    new_content_json: str | None
+    content_raw: str | None
+    body: str | None
+    edited_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedReaction:
+    """One ``reactions`` row."""
+
+    reaction_event_id: str
+    message_event_id: str
+    room_id: str | None
+    sender: str | None
+    emoji: str | None
+    timestamp: datetime
+    removed_at: datetime | None
+    redaction_event_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +161,19 @@ class ArchiveBatch:
     """What one worker writes in one go: the sink makes it durable atomically where it can."""
 
     messages: list[ArchivedMessage] = field(default_factory=list)
+    edits: list[ArchivedEdit] = field(default_factory=list)
+    reactions: list[ArchivedReaction] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     resolved_subjects: list[str] = field(default_factory=list)
     new_rooms: list[MonitoredRoom] = field(default_factory=list)
     cursor: int | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.messages or self.failures or self.resolved_subjects or self.new_rooms)
+        return bool(
+            self.messages
+            or self.edits
+            or self.reactions
+            or self.failures
+            or self.resolved_subjects
+            or self.new_rooms
+        )

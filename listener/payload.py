@@ -101,8 +101,9 @@ def _table(value: object) -> str:
 
 
 def _ranges(value: object) -> tuple[tuple[int, int], ...]:
-    if not isinstance(value, list) or not value:
-        raise errors.PayloadError("ranges is not a non-empty list")
+    # An empty list is a bare wake-up: tables without a rowid (reaction) send one.
+    if not isinstance(value, list):
+        raise errors.PayloadError("ranges is not a list")
     if len(value) > MAX_RANGES:
         raise errors.PayloadError(f"{len(value)} ranges, more than {MAX_RANGES}")
     ranges = tuple(_range(item) for item in value)

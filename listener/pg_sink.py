@@ -32,6 +32,39 @@ def _message_columns(messages: list[models.ArchivedMessage]) -> list[list[Any]]:
         [m.reply_to_event_id for m in messages],
         [m.thread_root_event_id for m in messages],
         [m.has_matrix_event for m in messages],
+        [m.original_content_json for m in messages],
+        [m.edit_count for m in messages],
+        [m.edited_at for m in messages],
+        [m.latest_edit_event_id for m in messages],
+        [m.deleted_at for m in messages],
+        [m.redaction_event_id for m in messages],
+        [m.synapse_stream_ordering for m in messages],
+    ]
+
+
+def _edit_columns(edits: list[models.ArchivedEdit]) -> list[list[Any]]:
+    return [
+        [e.edit_event_id for e in edits],
+        [e.message_event_id for e in edits],
+        [e.edit_number for e in edits],
+        [e.sender for e in edits],
+        [e.new_content_json for e in edits],
+        [e.content_raw for e in edits],
+        [e.body for e in edits],
+        [e.edited_at for e in edits],
+    ]
+
+
+def _reaction_columns(reactions: list[models.ArchivedReaction]) -> list[list[Any]]:
+    return [
+        [r.reaction_event_id for r in reactions],
+        [r.message_event_id for r in reactions],
+        [r.room_id for r in reactions],
+        [r.sender for r in reactions],
+        [r.emoji for r in reactions],
+        [r.timestamp for r in reactions],
+        [r.removed_at for r in reactions],
+        [r.redaction_event_id for r in reactions],
     ]
 
 
@@ -62,7 +95,7 @@ def _dedupe_messages(messages: list[models.ArchivedMessage]) -> list[models.Arch
     by_event: dict[str, models.ArchivedMessage] = {}
     for message in messages:
         known = by_event.get(message.event_id)
-        if known is None or message.bridge_rowid >= known.bridge_rowid:
+        if known is None or (message.bridge_rowid or 0) >= (known.bridge_rowid or 0):
             by_event[message.event_id] = message
     return list(by_event.values())
 
@@ -123,6 +156,14 @@ class PostgresSink:
         if batch.messages:
             columns = _message_columns(_dedupe_messages(batch.messages))
             await conn.execute(named_queries.load("sink_upsert_messages"), *columns)
+        if batch.edits:
+            edits = list({e.edit_event_id: e for e in batch.edits}.values())
+            await conn.execute(named_queries.load("sink_upsert_edits"), *_edit_columns(edits))
+        if batch.reactions:
+            reactions = list({r.reaction_event_id: r for r in batch.reactions}.values())
+            await conn.execute(
+                named_queries.load("sink_upsert_reactions"), *_reaction_columns(reactions)
+            )
         # Resolve before recording: a failure re-recorded in this same batch stays open.
         if batch.resolved_subjects:
             await conn.execute(named_queries.load("sink_resolve_failures"), batch.resolved_subjects)
@@ -180,6 +221,22 @@ class PostgresSink:
             )
             for r in records
         ]
+
+    async def existing_event_ids(self, event_ids: list[str]) -> set[str]:
+        records = await self._fetch("sink_existing_events", event_ids)
+        return {r["event_id"] for r in records}
+
+    async def known_rooms(self) -> set[str]:
+        return {r["room_id"] for r in await self._fetch("sink_known_rooms")}
+
+    async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        try:
+            result: list[asyncpg.Record] = await self.pool.fetch(named_queries.load(query), *args)
+        except (*pgconnect.CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            raise errors.SinkUnavailable(
+                f"archive query {query} failed: {pgconnect.describe(exc)}"
+            ) from None
+        return result
 
     async def ping(self) -> None:
         try:

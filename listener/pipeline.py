@@ -21,8 +21,10 @@ from typing import TypeVar
 from listener import (
     backoff,
     bridge_source,
+    edits,
     enrich,
     errors,
+    eventkind,
     metrics,
     models,
     roomfilter,
@@ -51,6 +53,8 @@ class WorkItem:
     ranges: tuple[tuple[int, int], ...] = ()
     owned: bool = False
     source: str = "notify"
+    # False for rows re-archived after an UPDATE (an edit): the cursor is not involved.
+    track: bool = True
 
     def expand(self) -> list[int]:
         rowids = list(self.rowids)
@@ -109,15 +113,18 @@ class Processor:
         self.resolve_failures = False
         self.rows_done = 0
 
-    async def process(self, rowids: list[int], *, owned: bool) -> list[int]:
+    async def process(self, rowids: list[int], *, owned: bool, track: bool = True) -> list[int]:
         """Archive the rows among ``rowids``; return the rowids to retry later.
 
-        Rows are retried later only while their Synapse event is not there yet.
+        Rows are retried later only while their Synapse event is not there yet. ``track=False``
+        re-archives rows (an edit updated them) without touching the cursor's bookkeeping.
         """
         rows = await self._retrying("bridge", lambda: self._bridge.rows(rowids))
         now = self._clock()
         found = {row.rowid for row in rows}
-        if owned:
+        if not track:
+            fresh = found
+        elif owned:
             # Seen earlier, gone now: deleted before we read it. Not an error, nothing to keep.
             self._tracker.complete(r for r in rowids if r not in found)
             fresh = found
@@ -133,10 +140,74 @@ class Processor:
         await self._write(plan.batch)
         if plan.batch.cursor is not None:
             self._saved_cursor = plan.batch.cursor
-        self._tracker.complete(plan.done)
+        if track:
+            self._tracker.complete(plan.done)
         self.rows_done += len(plan.done)
         self._observe(plan)
         return plan.retry
+
+    async def archive_events(self, event_ids: list[str]) -> int:
+        """(Re-)archive message events by ID, with their bridge rows where those still exist.
+
+        The reconciliation pass calls this for messages the archive lacks (a bridge row deleted
+        before we read it, a whole chat deleted while we were down) and for messages whose
+        edits or redaction it saw. Returns how many messages were written.
+        """
+        rows = await self._retrying("bridge", lambda: self._bridge.rows_by_mxid(event_ids))
+        now = self._clock()
+        plan = await self._retrying("synapse", lambda: self._plan(rows, now))
+        orphans = sorted(set(event_ids) - {row.mxid for row in rows})
+        if orphans:
+            await self._retrying("synapse", lambda: self._plan_orphans(plan, orphans))
+        await self._write(plan.batch)
+        self._observe(plan)
+        return len(plan.batch.messages)
+
+    async def archive_reactions(self, event_ids: list[str]) -> int:
+        """Archive reaction events (and their removal) by ID; returns how many were written."""
+        events = await self._retrying("synapse", lambda: self._synapse.events(event_ids))
+        plan = _Plan()
+        room_filter = self._rooms.current
+        for event in events.values():
+            record = enrich.reaction(event)
+            if record is None:
+                continue
+            if room_filter.decide(record.room_id, "") is roomfilter.Decision.SKIP:
+                continue
+            plan.batch.reactions.append(record)
+        await self._write(plan.batch)
+        self._observe(plan)
+        return len(plan.batch.reactions)
+
+    async def _plan_orphans(self, plan: _Plan, event_ids: list[str]) -> None:
+        """Records from Synapse alone, for message events whose bridge row is gone."""
+        events = await self._synapse.events(event_ids)
+        messages = [e for e in events.values() if e.usable and _kind(e) is eventkind.Kind.MESSAGE]
+        rooms = await self._bridge.room_info(sorted({e.room_id for e in messages}))
+        names = await self._synapse.display_names((e.room_id, e.sender) for e in messages)
+        room_filter = self._rooms.current
+        for event in messages:
+            room = rooms.get(event.room_id)
+            chat_id = room.chat_id if room and room.chat_id else ""
+            if room_filter.decide(event.room_id, chat_id) is roomfilter.Decision.SKIP:
+                continue
+            try:
+                record = enrich.from_synapse_only(
+                    event, room, names.get((event.room_id, event.sender))
+                )
+            except errors.MalformedEvent as exc:
+                plan.batch.failures.append(
+                    models.Failure(
+                        kind=MALFORMED_EVENT,
+                        subject=event.event_id,
+                        reason=str(exc),
+                        event_id=event.event_id,
+                        room_id=event.room_id,
+                    )
+                )
+                continue
+            plan.batch.messages.append(record)
+            plan.batch.edits.extend(edits.edit_records(event.event_id, edits.edit_state(event)))
 
     async def flush_cursor(self) -> int:
         """Persist the cursor if it moved since the last write; return it."""
@@ -221,6 +292,7 @@ class Processor:
         else:
             try:
                 plan.batch.messages.append(enrich.enrich(row, event, name))
+                plan.batch.edits.extend(edits.edit_records(row.mxid, edits.edit_state(event)))
                 if event.received_ts_ms:
                     plan.received_ts_ms.append(event.received_ts_ms)
             except errors.MalformedEvent as exc:
@@ -323,10 +395,25 @@ class Processor:
             ).inc()
         for failure in batch.failures:
             self._metrics.failures_recorded.labels(failure.kind).inc()
+        self._metrics.edits_archived.inc(len(batch.edits))
+        self._metrics.reactions_archived.inc(len(batch.reactions))
+        self._metrics.deletions_recorded.inc(sum(1 for m in batch.messages if m.deleted_at))
         if batch.messages:
             self._metrics.last_archived.set(committed_at)
         if self._on_archived is not None and batch.messages:
             self._on_archived(batch.messages, committed_at)
+
+
+def _kind(event: models.SynapseEvent) -> eventkind.Kind:
+    try:
+        content = enrich.parse_event_json(event).get("content", {})
+    except errors.MalformedEvent:
+        return (
+            eventkind.Kind.MESSAGE
+            if event.event_type in eventkind.MESSAGE_TYPES
+            else eventkind.Kind.OTHER
+        )
+    return eventkind.classify(event.event_type, content)
 
 
 def _failure(row: models.BridgeRow, kind: str, reason: str) -> models.Failure:
@@ -371,9 +458,9 @@ class Workers:
             items = [await self._queue.get()]
             try:
                 items.extend(self._coalesce(items[0]))
-                for owned, rowids in self._batches(items):
-                    retry = await self._processor.process(rowids, owned=owned)
-                    if retry:
+                for (owned, track), rowids in self._batches(items):
+                    retry = await self._processor.process(rowids, owned=owned, track=track)
+                    if retry and track:
                         self._retry_later(retry)
             finally:
                 for _ in items:
@@ -390,19 +477,22 @@ class Workers:
             size += len(item.rowids) + sum(hi - lo + 1 for lo, hi in item.ranges)
         return taken
 
-    def _batches(self, items: list[WorkItem]) -> list[tuple[bool, list[int]]]:
-        """Split into batches of one ownership; spare batches go back to the queue for others."""
-        batches: list[tuple[bool, list[int]]] = []
-        for owned in (True, False):
-            rowids = sorted({r for item in items if item.owned is owned for r in item.expand()})
+    def _batches(self, items: list[WorkItem]) -> list[tuple[tuple[bool, bool], list[int]]]:
+        """Split into batches of one kind; spare batches go back to the queue for others."""
+        batches: list[tuple[tuple[bool, bool], list[int]]] = []
+        for kind in ((True, True), (False, True), (False, False), (True, False)):
+            rowids = sorted(
+                {r for item in items if (item.owned, item.track) == kind for r in item.expand()}
+            )
             for start in range(0, len(rowids), self._batch_size):
-                batches.append((owned, rowids[start : start + self._batch_size]))
+                batches.append((kind, rowids[start : start + self._batch_size]))
         mine, spare = batches[:1], batches[1:]
-        for owned, rowids in spare:
+        for (owned, track), rowids in spare:
+            item = WorkItem(rowids=tuple(rowids), owned=owned, source="split", track=track)
             try:
-                self._queue.put_nowait(WorkItem(rowids=tuple(rowids), owned=owned, source="split"))
+                self._queue.put_nowait(item)
             except asyncio.QueueFull:
-                mine.append((owned, rowids))
+                mine.append(((owned, track), rowids))
         return mine
 
     def _retry_later(self, rowids: list[int]) -> None:

@@ -5,22 +5,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
 
+import listener
 from listener import (
+    archive_stats,
     bridge_source,
     errors,
     listen,
     metrics,
+    metrics_server,
     models,
     pg_sink,
     pgconnect,
     pipeline,
+    probes,
+    reconcile,
     roomfilter,
+    sdnotify,
     settings,
     sink,
     sweep,
@@ -76,6 +84,21 @@ class Service:
         self.metrics.queue_capacity.set(config.queue_size)
         self.stop_event = asyncio.Event()
         self.ready = asyncio.Event()
+        # operations: /metrics + probes, systemd notifications
+        self.metrics.queue_depth.set_function(self.queue.qsize)
+        self.notifier = sdnotify.Notifier(
+            config.notify_socket,
+            watchdog_usec=config.watchdog_usec,
+            watchdog_pid=config.watchdog_pid,
+        )
+        self.http = metrics_server.MetricsServer(
+            config.metrics_addr,
+            registry=self.metrics.registry,
+            live=self.liveness,
+            ready=self.readiness,
+        )
+        self._workers_alive: list[asyncio.Task[None]] = []
+        self._dependencies: dict[str, bool] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -125,11 +148,21 @@ class Service:
             batch_size=config.batch_size,
             limit_rows=config.sweep_limit_rows,
         )
+        self.reconciler = reconcile.Reconciler(
+            bridge=self.bridge,
+            synapse=self.synapse,
+            sink=self.sink,
+            processor=self.processor,
+            metrics=self.metrics,
+            batch_size=config.batch_size,
+            grace_s=config.reconcile_grace_s,
+        )
         self.listener = listen.Listener(
             dsn=config.whatsapp_db_url.get_secret_value(),
             channel=config.notify_channel,
             queue=self.queue,
             request_sweep=self.sweeper.request,
+            request_reconcile=self.reconciler.request,
             metrics=self.metrics,
             probe_interval_s=config.listener_probe_interval_s,
             probe_timeout_s=config.listener_probe_timeout_s,
@@ -150,18 +183,25 @@ class Service:
             asyncio.create_task(self.listener.run(self.stop_event), name="listener"),
             asyncio.create_task(self._sweep_loop(), name="sweep"),
             asyncio.create_task(self._housekeeping_loop(), name="housekeeping"),
+            asyncio.create_task(self._reconcile_loop(), name="reconcile"),
         ]
         workers = [
             asyncio.create_task(self.workers.run(f"worker-{i}"), name=f"worker-{i}")
             for i in range(self.config.workers)
         ]
+        self._workers_alive = workers
+        tasks.append(asyncio.create_task(self._operations_loop(), name="operations"))
+        tasks.append(asyncio.create_task(self._systemd_loop(), name="systemd"))
         watchdog = asyncio.create_task(self._watch_tasks([*tasks, *workers]), name="task-watch")
+        await self.http.start()
         self.ready.set()
         try:
             await self.stop_event.wait()
         finally:
+            self.notifier.stopping("draining in-flight work")
             watchdog.cancel()
             await self._shutdown(tasks, workers)
+            await self.http.stop()
 
     async def _shutdown(
         self, tasks: list[asyncio.Task[None]], workers: list[asyncio.Task[None]]
@@ -210,6 +250,14 @@ class Service:
             await self._guarded("sweep", self.sweeper.sweep_once)
             await self._guarded("cursor", self.processor.flush_cursor)
             await self.sweeper.wait_for_next(self.config.poll_interval_s)
+
+    async def _reconcile_loop(self) -> None:
+        # Slower than the sweep: it reads Synapse's stream, and only catches what the bridge
+        # path cannot see (deleted rows, edits, reactions, redactions). Notifications of
+        # deletions and reaction changes wake it early.
+        while not self.stop_event.is_set():
+            await self._guarded("reconcile", self.reconciler.run_once)
+            await self.reconciler.wait_for_next(self.config.reconcile_interval_s)
 
     async def _housekeeping_loop(self) -> None:
         last_rooms = time.monotonic()
@@ -273,3 +321,118 @@ class Service:
             rows=rows,
             auto_register=self.config.auto_register_rooms,
         )
+
+    # -- operations: probes, heartbeat, systemd --------------------------------------------------
+
+    def liveness(self) -> probes.Report:
+        return probes.liveness(
+            stopping=self.stop_event.is_set(),
+            crashed=self.crashed is not None,
+            workers_alive=all(not w.done() for w in self._workers_alive),
+            uptime_s=time.time() - self.health.started_at,
+        )
+
+    def readiness(self) -> probes.Report:
+        return probes.readiness(
+            {
+                **self._dependencies,
+                "listener": self.listener.connected.is_set(),
+                "trigger": self.health.trigger_present is True,
+            }
+        )
+
+    async def probe_dependencies(self) -> probes.Report:
+        """Ping every database; log what changed; return the readiness this gives."""
+        timeout_s = self.config.health_check_timeout_s
+        names = ("bridge", "synapse", "archive")
+        reasons = await asyncio.gather(
+            probes.ping(self.bridge.ping, timeout_s=timeout_s),
+            probes.ping(self.synapse.ping, timeout_s=timeout_s),
+            probes.ping(self.sink.ping, timeout_s=timeout_s),
+        )
+        found = {name: reason is None for name, reason in zip(names, reasons, strict=True)}
+        why = dict(zip(names, reasons, strict=True))
+        for name, ok in probes.transitions(self._dependencies, found):
+            if ok:
+                logger.info("%s database reachable again", name, extra={"action": "dependency_up"})
+            else:
+                logger.warning(
+                    "%s database unreachable: %s",
+                    name,
+                    why[name],
+                    extra={"action": "dependency_down", "dependency": name},
+                )
+        self._dependencies = found
+        self.health.bridge_ok = found["bridge"]
+        self.health.synapse_ok = found["synapse"]
+        self.health.sink_ok = found["archive"]
+        report = self.readiness()
+        self.metrics.ready.set(1 if report.ok else 0)
+        for name, ok in report.checks.items():
+            self.metrics.dependency_up.labels(name).set(1 if ok else 0)
+        return report
+
+    async def save_heartbeat(self, report: probes.Report | None = None) -> None:
+        report = report or self.readiness()
+        pending = await archive_stats.failures_pending(self.sink)
+        self.metrics.failures_pending.set(pending)
+        beat = probes.heartbeat(
+            now_s=time.time(),
+            started_at_s=self.health.started_at,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            version=listener.__version__,
+            cursor=self.tracker.cursor,
+            rowid_lag=int(metrics.value(self.metrics.rowid_lag)),
+            queue_depth=self.queue.qsize(),
+            queue_capacity=self.config.queue_size,
+            failures_pending=pending,
+            last_archived_s=metrics.value(self.metrics.last_archived) or None,
+            ready=report,
+        )
+        await archive_stats.save_state(self.sink, probes.HEARTBEAT_KEY, beat)
+        self.metrics.heartbeat_saved.set(beat["at"])
+        self.notifier.status(probes.status_line(beat))
+
+    async def _operations_loop(self) -> None:
+        while not self.stop_event.is_set():
+            await self.probe_dependencies()
+            await self._guarded("heartbeat", self.save_heartbeat)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), self.config.health_check_interval_s)
+
+    async def _systemd_loop(self) -> None:
+        """READY=1 once listening; then WATCHDOG=1 while the pipeline is healthy."""
+        await probes.first_set(self.listener.connected, self.stop_event)
+        if self.stop_event.is_set():
+            return
+        self.notifier.ready("archiving")
+        interval_s = self.notifier.watchdog_interval_s
+        if interval_s is None:
+            await self.stop_event.wait()
+            return
+        progress, progress_at, fed = (-1, -1), time.monotonic(), True
+        while not self.stop_event.is_set():
+            now = time.monotonic()
+            if (self.sweeper.sweeps, self.processor.rows_done) != progress:
+                progress, progress_at = (self.sweeper.sweeps, self.processor.rows_done), now
+            alive = probes.pipeline_alive(
+                listener_connected=self.listener.connected.is_set(),
+                workers_alive=self.liveness().checks["workers"],
+                since_progress_s=now - progress_at,
+                sweep_interval_s=self.config.poll_interval_s,
+            )
+            if alive:
+                self.notifier.watchdog()
+            if alive != fed:
+                fed = alive
+                if alive:
+                    logger.info("watchdog pings resumed", extra={"action": "watchdog_resumed"})
+                else:
+                    logger.warning(
+                        "pipeline stalled (not listening, no sweep or batch completed): "
+                        "withholding watchdog pings (systemd restarts us after WatchdogSec)",
+                        extra={"action": "watchdog_withheld"},
+                    )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), interval_s)

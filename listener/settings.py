@@ -62,9 +62,21 @@ class Settings(BaseSettings):
     media_store_path: Path | None = None
     download_media: bool = True
 
+    # fidelity: the Synapse reconciliation pass (edits, deletions, reactions, lost rows).
+    reconcile_interval_s: float = Field(30.0, gt=0)
+    reconcile_grace_s: float = Field(10.0, ge=0)
+
     metrics_addr: str = "127.0.0.1:9464"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    # operations: readiness probes, the heartbeat and systemd's notification protocol.
+    health_check_interval_s: float = Field(5.0, gt=0)
+    health_check_timeout_s: float = Field(5.0, gt=0)
+    # Set by systemd (Type=notify, WatchdogSec=); absent outside systemd.
+    notify_socket: str | None = None
+    watchdog_usec: int | None = Field(None, ge=0)
+    watchdog_pid: int | None = None
 
     @field_validator("whatsapp_db_url", "synapse_db_url", "archive_db_url")
     @classmethod

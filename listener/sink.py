@@ -32,4 +32,10 @@ class Sink(Protocol):
 
     async def open_failures(self, kinds: list[str]) -> list[models.Failure]: ...
 
+    async def existing_event_ids(self, event_ids: list[str]) -> set[str]:
+        """Which of these message event IDs the archive holds."""
+
+    async def known_rooms(self) -> set[str]:
+        """Rooms the archive holds messages of or is configured for."""
+
     async def ping(self) -> None: ...

@@ -23,6 +23,11 @@ class _Hole:
     since: float
 
 
+def _first_above(ordered: list[int], rowid: int, *, default: int) -> int:
+    index = bisect.bisect_right(ordered, rowid)
+    return ordered[index] if index < len(ordered) else default
+
+
 class RowidTracker:
     def __init__(self, cursor: int, *, gap_timeout_s: float) -> None:
         self.cursor = cursor
@@ -66,6 +71,7 @@ class RowidTracker:
 
     def advance(self, *, now: float) -> int:
         """Move the cursor over resolved rows and expired holes; return it."""
+        known: list[int] | None = None  # sorted claimed+done rowids, built once if needed
         while True:
             nxt = self.cursor + 1
             if nxt in self._done:
@@ -74,10 +80,13 @@ class RowidTracker:
                 continue
             if nxt in self._claimed or nxt > self._max_known:
                 break
-            hole = self._hole_at(nxt, now)
+            if known is None:
+                known = sorted(self._claimed | self._done)
+            next_known = _first_above(known, nxt, default=self._max_known + 1)
+            hole = self._hole_at(nxt, now, next_known)
             if now - hole.since < self._gap_timeout_s:
                 break
-            self.cursor = min(hole.hi, self._next_known_above(nxt) - 1)
+            self.cursor = min(hole.hi, next_known - 1)
         self._drop_holes_below_cursor()
         return self.cursor
 
@@ -89,19 +98,18 @@ class RowidTracker:
             previous = max(previous, rowid)
         self._max_known = previous
 
-    def _hole_at(self, rowid: int, now: float) -> _Hole:
-        index = bisect.bisect_right([h.lo for h in self._holes], rowid) - 1
-        if index >= 0 and self._holes[index].hi >= rowid:
-            return self._holes[index]
+    def _hole_at(self, rowid: int, now: float, next_known: int) -> _Hole:
+        # Holes are sorted and the cursor only moves up: the one we need is at the front once
+        # the holes the cursor has passed are skipped.
+        while self._holes and self._holes[0].hi < rowid:
+            self._holes.pop(0)
+        if self._holes and self._holes[0].lo <= rowid:
+            return self._holes[0]
         # Not seen as a hole before (e.g. the range between cursor and the first visible row
         # after a restart): start its clock now.
-        hole = _Hole(rowid, self._next_known_above(rowid) - 1, now)
+        hole = _Hole(rowid, next_known - 1, now)
         bisect.insort(self._holes, hole, key=lambda h: h.lo)
         return hole
-
-    def _next_known_above(self, rowid: int) -> int:
-        above = [r for r in self._claimed if r > rowid] + [r for r in self._done if r > rowid]
-        return min(above, default=self._max_known + 1)
 
     def _drop_holes_below_cursor(self) -> None:
         self._holes = [h for h in self._holes if h.hi > self.cursor]

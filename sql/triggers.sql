@@ -1,7 +1,8 @@
 -- archiver-db: wake-up notifications for new bridge messages.
 --
--- What: installs schema archiver_db, the function archiver_db.notify_rowids() and one
--- statement-level trigger, archiver_db_message_insert, AFTER INSERT ON public.message. For every
+-- What: installs schema archiver_db, the functions archiver_db.notify_rowids() and
+-- archiver_db.notify_table(), and statement-level triggers; the main one,
+-- archiver_db_message_insert, runs AFTER INSERT ON public.message. For every
 -- INSERT statement that inserted at least one row, the trigger sends ONE notification on the
 -- channel (default archiver_db) with the rowids the statement inserted, as inclusive ranges of
 -- consecutive rowids (contract: docs/ARCHITECTURE.md):
@@ -24,10 +25,13 @@
 --
 -- Uninstall: psql -v ON_ERROR_STOP=1 -d <bridge db> -f sql/uninstall_triggers.sql
 --
--- Later: the function already handles UPDATE and DELETE (edits, deletions). To add them, create
--- alongside the INSERT trigger (and add their names to uninstall_triggers.sql):
---     AFTER UPDATE ON public.message REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
---     AFTER DELETE ON public.message REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT
+-- Edits and deletions: the bridge applies a WhatsApp edit by UPDATEing the message row in place
+-- and a deletion by DELETEing it (reactions go with it by cascade), so the same function also
+-- runs AFTER UPDATE and AFTER DELETE on public.message (op "UPDATE"/"DELETE", the rowids
+-- touched), and archiver_db.notify_table() sends a bare wake-up for the reaction table, which
+-- has no rowid ({"v":1,"table":"reaction","op":"INSERT","ranges":[]}). All statement-level:
+-- one notification per statement, whatever the row count. Edits and deletions are rare next to
+-- inserts, so these cost the bridge next to nothing.
 
 \set ON_ERROR_STOP on
 \if :{?channel}
@@ -114,11 +118,57 @@ $function$;
 COMMENT ON FUNCTION archiver_db.notify_rowids() IS
     'archiver-db: NOTIFY TG_ARGV[0] with the rowid ranges a statement touched (sql/triggers.sql)';
 
+CREATE OR REPLACE FUNCTION archiver_db.notify_table()
+    RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $function$
+-- A wake-up without rowids, for tables that have none (reaction). Trigger argument 0: channel.
+BEGIN
+    IF pg_notification_queue_usage() > 0.5 THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_notify(coalesce(TG_ARGV[0], 'archiver_db'),
+                      '{"v":1,"table":' || to_json(TG_TABLE_NAME::text) || ',"op":'
+                      || to_json(TG_OP::text) || ',"ranges":[]}');
+    RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'archiver_db: % trigger on %.% could not notify: % (SQLSTATE %)',
+                  TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME, SQLERRM, SQLSTATE;
+    RETURN NULL;
+END
+$function$;
+
+COMMENT ON FUNCTION archiver_db.notify_table() IS
+    'archiver-db: NOTIFY TG_ARGV[0] that a statement changed a table (sql/triggers.sql)';
+
 DROP TRIGGER IF EXISTS archiver_db_message_insert ON public.message;
 CREATE TRIGGER archiver_db_message_insert
     AFTER INSERT ON public.message
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT
     EXECUTE FUNCTION archiver_db.notify_rowids(:'channel');
+
+-- Edits (and portal re-IDs, which cascade into message.room_id).
+DROP TRIGGER IF EXISTS archiver_db_message_update ON public.message;
+CREATE TRIGGER archiver_db_message_update
+    AFTER UPDATE ON public.message
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT
+    EXECUTE FUNCTION archiver_db.notify_rowids(:'channel');
+
+-- Deletions (revoke, delete-for-me, Matrix redactions, chat deletions by cascade).
+DROP TRIGGER IF EXISTS archiver_db_message_delete ON public.message;
+CREATE TRIGGER archiver_db_message_delete
+    AFTER DELETE ON public.message
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT
+    EXECUTE FUNCTION archiver_db.notify_rowids(:'channel');
+
+DROP TRIGGER IF EXISTS archiver_db_reaction_change ON public.reaction;
+CREATE TRIGGER archiver_db_reaction_change
+    AFTER INSERT OR UPDATE OR DELETE ON public.reaction
+    FOR EACH STATEMENT
+    EXECUTE FUNCTION archiver_db.notify_table(:'channel');
 
 COMMIT;

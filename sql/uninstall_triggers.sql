@@ -14,11 +14,12 @@ BEGIN;
 -- Same reason as in triggers.sql: do not queue an ACCESS EXCLUSIVE lock in front of the bridge.
 SET LOCAL lock_timeout = '5s';
 
--- The UPDATE/DELETE names are reserved for the edit/deletion triggers (see triggers.sql).
 DROP TRIGGER IF EXISTS archiver_db_message_insert ON public.message;
 DROP TRIGGER IF EXISTS archiver_db_message_update ON public.message;
 DROP TRIGGER IF EXISTS archiver_db_message_delete ON public.message;
+DROP TRIGGER IF EXISTS archiver_db_reaction_change ON public.reaction;
 DROP FUNCTION IF EXISTS archiver_db.notify_rowids();
+DROP FUNCTION IF EXISTS archiver_db.notify_table();
 
 DO $uninstall$
 BEGIN

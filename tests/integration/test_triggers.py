@@ -302,7 +302,11 @@ async def test_install__rerunning_is_harmless(
     await install(bridge_url, second)
     await install(bridge_url, second)
 
-    assert await trigger_names(writer) == ["archiver_db_message_insert"]
+    assert await trigger_names(writer) == [
+        "archiver_db_message_delete",
+        "archiver_db_message_insert",
+        "archiver_db_message_update",
+    ]
     rowids = await insert(writer, 2)
     assert [covered(n.ranges) for n in parsed(await listener.sent(writer))] == [rowids]
 
@@ -386,7 +390,7 @@ async def _archiver_objects(conn: asyncpg.Connection) -> dict[str, int]:
             "SELECT count(*) FROM pg_namespace WHERE nspname = 'archiver_db'"
         ),
         "functions": await conn.fetchval(
-            "SELECT count(*) FROM pg_proc WHERE proname = 'notify_rowids'"
+            "SELECT count(*) FROM pg_proc WHERE proname IN ('notify_rowids', 'notify_table')"
         ),
         "triggers": len(await trigger_names(conn)),
     }
@@ -470,28 +474,20 @@ async def test_views__joins_portal_and_ghost_on_the_bridge_keys(
     assert tuple(row.keys()) == VIEW_COLUMNS
 
 
-async def test_function__serves_future_update_and_delete_triggers(
+async def test_trigger__update_and_delete_send_their_rowids(
     bridge_url: str, writer: asyncpg.Connection, listener: Listener
 ) -> None:
     await install(bridge_url, "asyncpg")
-    await writer.execute(
-        """
-        CREATE TRIGGER archiver_db_message_update AFTER UPDATE ON public.message
-            REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT
-            EXECUTE FUNCTION archiver_db.notify_rowids('archiver_db');
-        CREATE TRIGGER archiver_db_message_delete AFTER DELETE ON public.message
-            REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT
-            EXECUTE FUNCTION archiver_db.notify_rowids('archiver_db');
-        """
-    )
     await insert_rowids(writer, [1, 2, 3, 9])
     await writer.execute("UPDATE message SET edit_count = 1 WHERE rowid IN (1, 2, 9)")
     await writer.execute("DELETE FROM message WHERE rowid IN (3, 9)")
 
-    assert [(n.op, n.ranges) for n in parsed(await listener.sent(writer))] == [
-        ("INSERT", ((1, 3), (9, 9))),
-        ("UPDATE", ((1, 2), (9, 9))),
-        ("DELETE", ((3, 3), (9, 9))),
+    assert [(n.table, n.op, n.ranges) for n in parsed(await listener.sent(writer))] == [
+        ("message", "INSERT", ((1, 3), (9, 9))),
+        ("message", "UPDATE", ((1, 2), (9, 9))),
+        ("message", "DELETE", ((3, 3), (9, 9))),
+        # The FK cascade from message to reaction runs a (here empty) DELETE on reaction.
+        ("reaction", "DELETE", ()),
     ]
     await install(bridge_url, "psql", "uninstall_triggers.sql")
     assert await _archiver_objects(writer) == {"schemas": 0, "functions": 0, "triggers": 0}

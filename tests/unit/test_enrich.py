@@ -78,7 +78,11 @@ def _event(
     ("event_type", "content", "expected"),
     [
         ("m.room.message", {"msgtype": "m.text", "body": "hi"}, "m.text"),
-        ("m.room.message", {"msgtype": "m.image", "body": "cat.jpg", "url": "mxc://x/y"}, "m.image"),
+        (
+            "m.room.message",
+            {"msgtype": "m.image", "body": "cat.jpg", "url": "mxc://x/y"},
+            "m.image",
+        ),
         ("m.room.message", {"msgtype": "m.notice", "body": "n"}, "m.notice"),
         ("m.sticker", {"body": "sticker", "url": "mxc://x/s"}, "m.sticker"),
         ("m.room.encrypted", {"algorithm": "m.megolm.v1.aes-sha2"}, "m.room.encrypted"),
@@ -101,9 +105,7 @@ def test_message_type__msgtype_for_room_messages_else_event_type(
     ("relates_to", "expected"),
     [
         pytest.param({"m.in_reply_to": {"event_id": "$orig"}}, ("$orig", None), id="reply"),
-        pytest.param(
-            {"rel_type": "m.thread", "event_id": "$root"}, (None, "$root"), id="thread"
-        ),
+        pytest.param({"rel_type": "m.thread", "event_id": "$root"}, (None, "$root"), id="thread"),
         pytest.param(
             {"rel_type": "m.thread", "event_id": "$root", "m.in_reply_to": {"event_id": "$p"}},
             ("$p", "$root"),
@@ -219,6 +221,7 @@ def test_enrich__builds_record_from_row_and_event() -> None:
         reply_to_event_id=None,
         thread_root_event_id=None,
         has_matrix_event=True,
+        synapse_stream_ordering=7,
     )
 
 
@@ -236,7 +239,9 @@ def test_enrich__unsafe_body_is_sanitised_and_kept_raw(body: str) -> None:
 
     record = enrich.enrich(_row(), _event(content), None)
 
-    sanitised = body.replace("\x00", "\ufffd").replace("\ud800", "\ufffd").replace("\udc00", "\ufffd")
+    sanitised = (
+        body.replace("\x00", "\ufffd").replace("\ud800", "\ufffd").replace("\udc00", "\ufffd")
+    )
     assert record.body == sanitised
     assert record.content_json is not None
     assert json.loads(record.content_json) == {**content, "body": sanitised}
@@ -421,3 +426,15 @@ def test_from_malformed__keeps_bridge_data_and_raw_event_text() -> None:
         content_raw=text,
         message_type="m.room.message",
     )
+
+
+def test_relations__thread_fallback_reply_is_not_a_reply() -> None:
+    content = {
+        "m.relates_to": {
+            "rel_type": "m.thread",
+            "event_id": "$root",
+            "is_falling_back": True,
+            "m.in_reply_to": {"event_id": "$latest-in-thread"},
+        }
+    }
+    assert enrich.relations(content) == (None, "$root")

@@ -1,0 +1,243 @@
+"""Where archived media bytes go: a content-addressed blob store.
+
+The contract (:class:`BlobStore`) is two calls. ``ingest`` reads a source once, in chunks
+(decrypting an encrypted attachment on the way), checks the expected size and hashes, and makes
+the plaintext durable under its content address ``<sha[0:2]>/<sha[2:4]>/<sha>``; the same
+bytes ingested twice are stored once. It returns only after the bytes are durable, so the
+caller may then record them. ``exists`` says whether an address is already stored.
+
+:func:`stage` is the shared single pass (read, hash, decrypt, write, fsync) that every store
+uses: :class:`LocalBlobStore` stages into ``<root>/.incoming`` (same file system) and renames;
+a remote store (Supabase Storage) stages into a local temporary file, then uploads it
+(resumable above its size limit) unless ``exists`` says the address is already there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import os
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import aiofiles
+
+from listener import crypto_attachment, errors
+
+CHUNK_BYTES = 1 << 20
+INCOMING_DIR = ".incoming"
+Source = Path | AsyncIterable[bytes]
+
+
+def blob_key(sha256_hex: str) -> str:
+    """The content address of bytes whose SHA-256 is ``sha256_hex``."""
+    if len(sha256_hex) != 64 or not all(c in "0123456789abcdef" for c in sha256_hex):
+        raise ValueError("not a lower-case hex SHA-256")
+    return f"{sha256_hex[0:2]}/{sha256_hex[2:4]}/{sha256_hex}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    """Bytes made durable: ``sha256``/``size`` of the stored plaintext at ``key``.
+
+    ``source_sha256`` is the hash of the bytes read (the ciphertext for an encrypted
+    attachment). ``created`` is false when the store already held this content.
+    """
+
+    key: str
+    sha256: str
+    size: int
+    source_sha256: str
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """The outcome of :func:`stage`: a verified, fsynced plaintext file."""
+
+    path: Path
+    sha256: str
+    size: int
+    source_sha256: str
+
+
+class BlobStore(Protocol):
+    async def exists(self, key: str) -> bool:
+        """Whether the content address ``key`` (see :func:`blob_key`) is stored."""
+
+    async def ingest(
+        self,
+        source: Source,
+        *,
+        decrypt: crypto_attachment.EncryptedFileInfo | None = None,
+        expected_size: int | None = None,
+        expected_source_sha256: str | None = None,
+    ) -> StoredBlob:
+        """Store ``source`` (a file, or an async stream of chunks) durably by content.
+
+        Raises MediaIntegrityError when the size, ``expected_source_sha256`` (hex, of the
+        bytes as read) or the EncryptedFile hash do not match (nothing is stored),
+        FileNotFoundError when a source file is absent, OSError for other I/O failures.
+        """
+
+
+async def _chunks(source: Source, chunk_bytes: int) -> AsyncGenerator[bytes, None]:
+    if not isinstance(source, Path):
+        async for chunk in source:
+            yield chunk
+        return
+    async with aiofiles.open(source, "rb") as src:
+        # Read the next chunk while the current one is hashed and written.
+        pending = asyncio.ensure_future(src.read(chunk_bytes))
+        try:
+            while chunk := await pending:
+                pending = asyncio.ensure_future(src.read(chunk_bytes))
+                yield chunk
+        finally:
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, OSError):
+                    await pending
+
+
+async def stage(
+    source: Source,
+    target: Path,
+    *,
+    decrypt: crypto_attachment.EncryptedFileInfo | None = None,
+    expected_size: int | None = None,
+    expected_source_sha256: str | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Staged:
+    """Copy ``source`` to the new file ``target`` in one pass, verify it, fsync it.
+
+    Memory stays at a few chunks whatever the size. On any error ``target`` is removed.
+    """
+    decryptor = crypto_attachment.Decryptor(decrypt) if decrypt is not None else None
+    source_hash, plain_hash = hashlib.sha256(), hashlib.sha256()
+    size = 0
+    try:
+        async with (
+            aiofiles.open(target, "xb") as out,
+            contextlib.aclosing(_chunks(source, chunk_bytes)) as chunks,
+        ):
+            async for chunk in chunks:
+                size += len(chunk)
+                if expected_size is not None and size > expected_size:
+                    raise errors.MediaIntegrityError(
+                        f"source is larger than the expected {expected_size} bytes"
+                    )
+                if decryptor is not None:
+                    plain = decryptor.update(chunk)  # hashes the ciphertext itself
+                    plain_hash.update(plain)
+                else:
+                    plain = chunk
+                    source_hash.update(chunk)
+                await out.write(plain)
+            source_hex = (decryptor or source_hash).hexdigest()
+            _check(size, source_hex, expected_size, expected_source_sha256)
+            if decryptor is not None:
+                decryptor.verify()
+            await out.flush()
+            await asyncio.to_thread(os.fsync, out.fileno())
+    except BaseException:
+        # Synchronous on purpose: this also runs on cancellation, where an await could be cut.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target)
+        raise
+    sha = plain_hash.hexdigest() if decryptor is not None else source_hex
+    return Staged(target, sha, size, source_hex)
+
+
+def _check(
+    size: int, source_hex: str, expected_size: int | None, expected_source_sha256: str | None
+) -> None:
+    if expected_size is not None and size != expected_size:
+        raise errors.MediaIntegrityError(f"read {size} bytes, expected {expected_size}")
+    if expected_source_sha256 and not hmac.compare_digest(
+        source_hex, expected_source_sha256.lower()
+    ):
+        raise errors.MediaIntegrityError(
+            f"sha256 {source_hex} of the source does not match the recorded "
+            f"{expected_source_sha256}"
+        )
+
+
+class LocalBlobStore:
+    """Blobs as files under ``root`` (``MEDIA_ARCHIVE_PATH``), for the PostgreSQL sink."""
+
+    def __init__(self, root: Path, *, chunk_bytes: int = CHUNK_BYTES) -> None:
+        self.root = root
+        self._incoming = root / INCOMING_DIR
+        self._chunk_bytes = chunk_bytes
+
+    def path_of(self, key: str) -> Path:
+        return self.root.joinpath(*key.split("/"))
+
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread(self.path_of(key).is_file)
+
+    async def ingest(
+        self,
+        source: Source,
+        *,
+        decrypt: crypto_attachment.EncryptedFileInfo | None = None,
+        expected_size: int | None = None,
+        expected_source_sha256: str | None = None,
+    ) -> StoredBlob:
+        await asyncio.to_thread(self._incoming.mkdir, parents=True, exist_ok=True)
+        temp = self._incoming / f"{uuid.uuid4().hex}.part"
+        staged = await stage(
+            source,
+            temp,
+            decrypt=decrypt,
+            expected_size=expected_size,
+            expected_source_sha256=expected_source_sha256,
+            chunk_bytes=self._chunk_bytes,
+        )
+        key = blob_key(staged.sha256)
+        created = await asyncio.to_thread(self._publish, temp, self.path_of(key))
+        return StoredBlob(key, staged.sha256, staged.size, staged.source_sha256, created)
+
+    def _publish(self, temp: Path, final: Path) -> bool:
+        """Link the staged file to its address (never clobbering), then make that durable."""
+        try:
+            new_dirs = _make_dirs(final.parent, stop=self.root)
+            try:
+                os.link(temp, final)
+                created = True
+            except FileExistsError:
+                created = False  # same bytes, stored before (content address)
+        finally:
+            temp.unlink(missing_ok=True)
+        if created:
+            for directory in [final.parent, *new_dirs]:
+                _fsync_dir(directory)
+        return created
+
+
+def _make_dirs(directory: Path, *, stop: Path) -> list[Path]:
+    """Create ``directory`` and missing parents; return the parents whose entries changed."""
+    changed: list[Path] = []
+    missing: list[Path] = []
+    probe = directory
+    while probe != stop and not probe.is_dir():
+        missing.append(probe)
+        probe = probe.parent
+    for path in reversed(missing):
+        path.mkdir(exist_ok=True)
+        changed.append(path.parent)
+    return changed
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
