@@ -15,6 +15,7 @@ the source files are read once beforehand so both sides read from the page cache
 
     .venv/bin/python -m bench.media              # full: 3 rounds, 1,000 photos, 1 GiB
     .venv/bin/python -m bench.media --quick      # smoke: 1 round, 200 photos, 128 MiB
+    .venv/bin/python -m bench.media --workers 8  # more copy slots (fsyncs overlap)
 """
 
 from __future__ import annotations
@@ -92,7 +93,12 @@ def _cp(source: Path, target: Path, *, sync: bool) -> float:
 
 
 async def _archive(
-    synapse: asyncpg.Pool, archive: asyncpg.Pool, store: Path, root: Path, ids: list[str]
+    synapse: asyncpg.Pool,
+    archive: asyncpg.Pool,
+    store: Path,
+    root: Path,
+    ids: list[str],
+    workers: int,
 ) -> tuple[float, float]:
     """Seconds to archive one message per media ID, and the peak RSS (MiB) meanwhile."""
     archiver = media.MediaArchiver(
@@ -101,7 +107,7 @@ async def _archive(
         store=blobstore.LocalBlobStore(root),
         media_store_path=store,
         server_name=SERVER,
-        workers=2,
+        workers=workers,
     )
     messages = [
         media.MediaMessage(
@@ -133,7 +139,7 @@ async def _archive(
 
 
 async def _scenario(
-    name: str, sizes: list[int], rounds: int, dbs: common.Databases, work: Path
+    name: str, sizes: list[int], rounds: int, dbs: common.Databases, work: Path, workers: int
 ) -> dict[str, Any]:
     _, synapse_url = await dbs.synapse()
     _, archive_url = await dbs.archive()
@@ -146,7 +152,8 @@ async def _scenario(
         for n in range(rounds):
             results["cp"].append(_cp(store, work / f"{name}-cp-{n}", sync=False))
             results["cp_sync"].append(_cp(store, work / f"{name}-cps-{n}", sync=True))
-            seconds, rss = await _archive(synapse, archive, store, work / f"{name}-arc-{n}", ids)
+            root = work / f"{name}-arc-{n}"
+            seconds, rss = await _archive(synapse, archive, store, root, ids, workers)
             results["archiver"].append(seconds)
             results["rss"].append(rss)
             for leftover in (f"{name}-cp-{n}", f"{name}-cps-{n}", f"{name}-arc-{n}"):
@@ -158,6 +165,7 @@ async def _scenario(
     med = {k: common.median(v) for k, v in results.items()}
     return {
         "files": len(sizes),
+        "workers": workers,
         "bytes": total,
         "median_s": {k: round(v, 3) for k, v in med.items() if k != "rss"},
         "archiver_MiB_per_s": round(total / 2**20 / med["archiver"], 1),
@@ -176,6 +184,7 @@ async def main() -> None:
     parser.add_argument("--photos", type=int)
     parser.add_argument("--photo-kib", type=int, default=100)
     parser.add_argument("--big-mib", type=int)
+    parser.add_argument("--workers", type=int, default=2, help="MEDIA_WORKERS")
     args = parser.parse_args()
     rounds = args.rounds or (1 if args.quick else 3)
     photos = args.photos or (200 if args.quick else 1000)
@@ -185,9 +194,11 @@ async def main() -> None:
     try:
         async with common.databases() as dbs:
             summary["photos"] = await _scenario(
-                "photos", [args.photo_kib * 1024] * photos, rounds, dbs, work
+                "photos", [args.photo_kib * 1024] * photos, rounds, dbs, work, args.workers
             )
-            summary["big"] = await _scenario("big", [big_mib * 2**20], rounds, dbs, work)
+            summary["big"] = await _scenario(
+                "big", [big_mib * 2**20], rounds, dbs, work, args.workers
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     summary["ru_maxrss_MiB"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -195,7 +206,8 @@ async def main() -> None:
     for name in ("photos", "big"):
         s = summary[name]
         lines.append(
-            f"{name}: {s['files']} files, {s['bytes'] / 2**20:.0f} MiB: archiver "
+            f"{name}: {s['files']} files, {s['bytes'] / 2**20:.0f} MiB, "
+            f"MEDIA_WORKERS={s['workers']}: archiver "
             f"{s['median_s']['archiver']:.2f} s ({s['archiver_MiB_per_s']} MiB/s), cp "
             f"{s['median_s']['cp']:.2f} s, cp+sync {s['median_s']['cp_sync']:.2f} s -> ratio "
             f"{s['ratio_vs_cp']} vs cp, {s['ratio_vs_cp_sync']} vs cp+sync; "

@@ -132,13 +132,14 @@ async def stage(
                     raise errors.MediaIntegrityError(
                         f"source is larger than the expected {expected_size} bytes"
                     )
+                # Hashing and AES release the GIL: run them in threads, next to the write
+                # (and the next read, prefetched), so the event loop only coordinates.
                 if decryptor is not None:
-                    plain = decryptor.update(chunk)  # hashes the ciphertext itself
-                    plain_hash.update(plain)
+                    plain = await asyncio.to_thread(decryptor.update, chunk)  # hashes ciphertext
+                    hasher = plain_hash
                 else:
-                    plain = chunk
-                    source_hash.update(chunk)
-                await out.write(plain)
+                    plain, hasher = chunk, source_hash
+                await asyncio.gather(out.write(plain), asyncio.to_thread(hasher.update, plain))
             source_hex = (decryptor or source_hash).hexdigest()
             _check(size, source_hex, expected_size, expected_source_sha256)
             if decryptor is not None:

@@ -220,8 +220,9 @@ def trigger(db: DbFacts, channel: str) -> Result:
 
 def grants(db: DbFacts) -> Result:
     check = f"{db.name} grants"
-    absent = sorted({rel for (rel, _), ok in db.privileges.items() if ok is None})
-    lacking = [f"{priv} on {rel}" for (rel, priv), ok in db.privileges.items() if ok is False]
+    needed = {key: ok for key, ok in db.privileges.items() if key not in EXCESS}
+    absent = sorted({rel for (rel, _), ok in needed.items() if ok is None})
+    lacking = [f"{priv} on {rel}" for (rel, priv), ok in needed.items() if ok is False]
     script = (
         f"psql -d <{db.name} db> -v target={db.name} -v role={db.user or '<role>'} "
         "-f sql/grants.sql  (as the database owner)"
@@ -233,7 +234,7 @@ def grants(db: DbFacts) -> Result:
         return Result(check, Level.FAIL, f"missing tables: {', '.join(absent)}", hint)
     if lacking:
         return Result(check, Level.FAIL, f"{db.user} lacks {', '.join(lacking)}", script)
-    return Result(check, Level.OK, f"{db.user} holds all {len(db.privileges)} privileges needed")
+    return Result(check, Level.OK, f"{db.user} holds all {len(needed)} privileges needed")
 
 
 def least_privilege(db: DbFacts, excess: Mapping[tuple[str, str], bool | None]) -> Result:

@@ -5,7 +5,6 @@ then run the pure checks in :mod:`listener.doctor` over them.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import time
 from pathlib import Path
@@ -51,8 +50,7 @@ def evaluate(
             continue
         if db.name == "archive":
             results.append(doctor.migrated(db))
-        needed = {k: v for k, v in db.privileges.items() if k not in doctor.EXCESS}
-        results.append(doctor.grants(dataclasses.replace(db, privileges=needed)))
+        results.append(doctor.grants(db))
         if db.name == "bridge":
             excess = {k: db.privileges.get(k) for k in doctor.EXCESS}
             results.append(doctor.least_privilege(db, excess))

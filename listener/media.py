@@ -33,6 +33,7 @@ from listener import (
     blobstore,
     errors,
     media_plan,
+    media_recorder,
     media_refs,
     media_sink,
     media_source,
@@ -141,6 +142,7 @@ class MediaArchiver:
         self._clock = clock
         self._rng = rng or random.Random()
         self._inflight: set[media_sink.MediaKey] = set()
+        self._recorder = media_recorder.Recorder(self._record_batch, max_batch=retry_batch)
         self._timers: set[asyncio.Task[None]] = set()
         self._running = False
         self.stats: collections.Counter[str] = collections.Counter()
@@ -260,8 +262,10 @@ class MediaArchiver:
         self._running = True
         tasks = [asyncio.create_task(self._planner(), name="media-planner")]
         tasks += [
+            # Twice the copy slots: a copier waiting for its row's commit leaves its slot
+            # to the next copy; the semaphore still bounds concurrent copies to ``workers``.
             asyncio.create_task(self._copier(), name=f"media-copy-{n}")
-            for n in range(self._workers)
+            for n in range(2 * self._workers)
         ]
         tasks.append(asyncio.create_task(self._retrier(), name="media-retry"))
         try:
@@ -384,7 +388,7 @@ class MediaArchiver:
     # -- copying -----------------------------------------------------------------------------
 
     async def _execute(self, copy: media_plan.Copy) -> str:
-        """Copy under a worker slot, record the outcome; returns the status recorded."""
+        """Copy under a worker slot, then record the outcome (batched with other copies)."""
         key = copy.item.key
         if key in self._inflight:
             return "pending"
@@ -392,15 +396,16 @@ class MediaArchiver:
         try:
             async with self._slots:
                 row = await self._copy(copy)
-            ids = await self._write([row])
-            if row.status == "stored" and key in ids:
-                await self._sink_call(lambda: self._sink.ensure_analysis_jobs([ids[key]]))
-            return row.status
-        except errors.ArchiverError as exc:
-            logger.warning("media row write failed: %s", exc, extra={"action": "media_write"})
-            return "pending"
+            # The slot is free again: the next copy runs while this row is being committed.
+            return await self._recorder.submit(row)
         finally:
             self._inflight.discard(key)
+
+    async def _record_batch(self, rows: list[media_sink.MediaRow]) -> None:
+        ids = await self._write(rows)
+        stored = [ids[row.key] for row in rows if row.status == "stored" and row.key in ids]
+        if stored:
+            await self._sink_call(lambda: self._sink.ensure_analysis_jobs(stored))
 
     async def _copy(self, copy: media_plan.Copy) -> media_sink.MediaRow:
         row = copy.row

@@ -47,9 +47,92 @@ CREATE TABLE IF NOT EXISTS reactions (
 );
 CREATE INDEX IF NOT EXISTS reactions_message_idx ON reactions (message_event_id);
 
+-- The merge rules live here, in the schema both sinks share, so that a plain upsert (the
+-- PostgreSQL sink's INSERT ... ON CONFLICT, PostgREST's merge-duplicates for Supabase) converges
+-- to the same row whatever order replays arrive in: what is known is never blanked (a record
+-- from Synapse alone lacks the bridge's IDs; a redacted event's pruned content is no content),
+-- a deletion is never undone, the edit count never goes down, archived_at never moves.
+CREATE OR REPLACE FUNCTION archive_merge_messages() RETURNS trigger
+    LANGUAGE plpgsql AS
+$function$
+BEGIN
+    -- The bridge's (nanosecond) time wins over Synapse's millisecond time.
+    IF NEW.bridge_rowid IS NULL AND OLD.bridge_rowid IS NOT NULL THEN
+        NEW."timestamp" := OLD."timestamp";
+    END IF;
+    IF NEW.content IS NULL THEN
+        NEW.content_raw := coalesce(NEW.content_raw, OLD.content_raw);
+        NEW.body := coalesce(NEW.body, OLD.body);
+    END IF;
+    NEW.content := coalesce(NEW.content, OLD.content);
+    NEW.room_id := coalesce(NEW.room_id, OLD.room_id);
+    NEW.room_name := coalesce(NEW.room_name, OLD.room_name);
+    NEW.sender := coalesce(NEW.sender, OLD.sender);
+    NEW.sender_display_name := coalesce(NEW.sender_display_name, OLD.sender_display_name);
+    NEW.message_type := coalesce(NEW.message_type, OLD.message_type);
+    NEW.original_content := coalesce(NEW.original_content, OLD.original_content);
+    NEW.whatsapp_message_id := coalesce(NEW.whatsapp_message_id, OLD.whatsapp_message_id);
+    NEW.whatsapp_chat_id := coalesce(NEW.whatsapp_chat_id, OLD.whatsapp_chat_id);
+    NEW.whatsapp_sender_id := coalesce(NEW.whatsapp_sender_id, OLD.whatsapp_sender_id);
+    NEW.part_id := coalesce(NEW.part_id, OLD.part_id);
+    NEW.bridge_id := coalesce(NEW.bridge_id, OLD.bridge_id);
+    NEW.bridge_rowid := coalesce(NEW.bridge_rowid, OLD.bridge_rowid);
+    NEW.room_type := coalesce(NEW.room_type, OLD.room_type);
+    NEW.reply_to_event_id := coalesce(NEW.reply_to_event_id, OLD.reply_to_event_id);
+    NEW.thread_root_event_id := coalesce(NEW.thread_root_event_id, OLD.thread_root_event_id);
+    NEW.synapse_stream_ordering := coalesce(NEW.synapse_stream_ordering, OLD.synapse_stream_ordering);
+    -- A record computed before the latest edit we hold (two paths raced: the reconciliation
+    -- pass read Synapse just before the edit arrived, the edit path wrote first) must not take
+    -- the message back to older content.
+    IF OLD.edited_at IS NOT NULL AND (NEW.edited_at IS NULL OR NEW.edited_at < OLD.edited_at) THEN
+        NEW.content := OLD.content;
+        NEW.content_raw := OLD.content_raw;
+        NEW.body := OLD.body;
+        NEW.message_type := OLD.message_type;
+        NEW.original_content := OLD.original_content;
+        NEW.latest_edit_event_id := OLD.latest_edit_event_id;
+    END IF;
+    NEW.latest_edit_event_id := coalesce(NEW.latest_edit_event_id, OLD.latest_edit_event_id);
+    NEW.edit_count := greatest(NEW.edit_count, OLD.edit_count);
+    NEW.edited_at := greatest(NEW.edited_at, OLD.edited_at);
+    NEW.deleted_at := coalesce(OLD.deleted_at, NEW.deleted_at);
+    NEW.redaction_event_id := coalesce(OLD.redaction_event_id, NEW.redaction_event_id);
+    NEW.archived_at := OLD.archived_at;
+    NEW.updated_at := OLD.updated_at;  -- set by c_touch_updated_at only if something changed
+    RETURN NEW;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION archive_merge_message_edits() RETURNS trigger
+    LANGUAGE plpgsql AS
+$function$
+BEGIN
+    NEW.new_content := coalesce(NEW.new_content, OLD.new_content);
+    NEW.content_raw := coalesce(NEW.content_raw, OLD.content_raw);
+    NEW.body := coalesce(NEW.body, OLD.body);
+    NEW.sender := coalesce(NEW.sender, OLD.sender);
+    NEW.archived_at := OLD.archived_at;
+    RETURN NEW;
+END
+$function$;
+
+CREATE OR REPLACE FUNCTION archive_merge_reactions() RETURNS trigger
+    LANGUAGE plpgsql AS
+$function$
+BEGIN
+    NEW.emoji := coalesce(NEW.emoji, OLD.emoji);
+    NEW.room_id := coalesce(NEW.room_id, OLD.room_id);
+    NEW.sender := coalesce(NEW.sender, OLD.sender);
+    NEW.removed_at := coalesce(OLD.removed_at, NEW.removed_at);
+    NEW.redaction_event_id := coalesce(OLD.redaction_event_id, NEW.redaction_event_id);
+    NEW.archived_at := OLD.archived_at;
+    RETURN NEW;
+END
+$function$;
+
 -- Replays are the normal case (at-least-once reads): an upsert that changes nothing must not
 -- write a new row version. PostgreSQL's built-in suppress_redundant_updates_trigger drops such
--- updates; triggers fire in name order, so updated_at is touched only when something changed.
+-- updates. BEFORE triggers fire in name order: merge, then suppress, then touch updated_at.
 CREATE OR REPLACE FUNCTION archive_touch_updated_at() RETURNS trigger
     LANGUAGE plpgsql AS
 $function$
@@ -59,16 +142,26 @@ BEGIN
 END
 $function$;
 
-DROP TRIGGER IF EXISTS a_suppress_redundant_updates ON messages;
-CREATE TRIGGER a_suppress_redundant_updates BEFORE UPDATE ON messages
+DROP TRIGGER IF EXISTS a_merge ON messages;
+CREATE TRIGGER a_merge BEFORE UPDATE ON messages
+    FOR EACH ROW EXECUTE FUNCTION archive_merge_messages();
+DROP TRIGGER IF EXISTS b_suppress_redundant_updates ON messages;
+CREATE TRIGGER b_suppress_redundant_updates BEFORE UPDATE ON messages
     FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger();
-DROP TRIGGER IF EXISTS b_touch_updated_at ON messages;
-CREATE TRIGGER b_touch_updated_at BEFORE UPDATE ON messages
+DROP TRIGGER IF EXISTS c_touch_updated_at ON messages;
+CREATE TRIGGER c_touch_updated_at BEFORE UPDATE ON messages
     FOR EACH ROW EXECUTE FUNCTION archive_touch_updated_at();
 
-DROP TRIGGER IF EXISTS a_suppress_redundant_updates ON message_edits;
-CREATE TRIGGER a_suppress_redundant_updates BEFORE UPDATE ON message_edits
+DROP TRIGGER IF EXISTS a_merge ON message_edits;
+CREATE TRIGGER a_merge BEFORE UPDATE ON message_edits
+    FOR EACH ROW EXECUTE FUNCTION archive_merge_message_edits();
+DROP TRIGGER IF EXISTS b_suppress_redundant_updates ON message_edits;
+CREATE TRIGGER b_suppress_redundant_updates BEFORE UPDATE ON message_edits
     FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger();
-DROP TRIGGER IF EXISTS a_suppress_redundant_updates ON reactions;
-CREATE TRIGGER a_suppress_redundant_updates BEFORE UPDATE ON reactions
+
+DROP TRIGGER IF EXISTS a_merge ON reactions;
+CREATE TRIGGER a_merge BEFORE UPDATE ON reactions
+    FOR EACH ROW EXECUTE FUNCTION archive_merge_reactions();
+DROP TRIGGER IF EXISTS b_suppress_redundant_updates ON reactions;
+CREATE TRIGGER b_suppress_redundant_updates BEFORE UPDATE ON reactions
     FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger();

@@ -420,8 +420,21 @@ async def test_archive_outage__longer_than_room_refresh_does_not_crash_the_servi
         world.running(archive_db_url=url, poll_interval_ms=200) as svc,
     ):
         await asyncio.wait_for(svc.listener.connected.wait(), 5)
+        orig = svc.refresh_rooms
+        async def traced():
+            print("REFRESH start", time.monotonic())
+            try:
+                return await orig()
+            except BaseException as exc:
+                print("REFRESH raised", repr(exc))
+                raise
+            finally:
+                print("REFRESH end", time.monotonic())
+        svc.refresh_rooms = traced
         await proxy.stop()
+        print("STOPPED", time.monotonic())
         during = await _traffic_until(world, _at_least(lambda: _sink_errors(svc), 3), minimum_s=1.5)
+        print("RESTART", time.monotonic())
         await proxy.start()
         await world.wait_archived({s.event_id for s in during}, timeout_s=15)
         assert svc.crashed is None
