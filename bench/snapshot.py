@@ -29,8 +29,12 @@ def main() -> int:
     name, args = sys.argv[1], sys.argv[2:]
     with tempfile.TemporaryDirectory(prefix="archiver-bench-snap-") as tmp:
         snap = Path(tmp)
-        for part in ("listener", "sql", "bench"):
+        for part in ("listener", "sql"):
             shutil.copytree(REPO / part, snap / part, ignore=IGNORE)
+        # bench/: the scripts only (other benchmarks may keep scratch directories there).
+        (snap / "bench").mkdir()
+        for script in (REPO / "bench").glob("*.py"):
+            shutil.copy2(script, snap / "bench" / script.name)
         shutil.copy2(REPO / "pyproject.toml", snap / "pyproject.toml")
         check = subprocess.run(
             [sys.executable, "-c", "import listener.cli, listener.service"], cwd=snap

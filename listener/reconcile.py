@@ -112,12 +112,14 @@ class Reconciler:
             events = await self._synapse.stream(
                 position, room_ids=rooms, types=eventkind.STREAM_TYPES, limit=self._page_size
             )
-            ready = [e for e in _until_young(events, young_after_ms)]
-            await self._apply(ready, stats)
-            if ready:
-                position = ready[-1].stream_ordering
-                stats.cursor = max(stats.cursor, position)
-            if len(ready) < len(events) or len(events) < self._page_size:
+            young = _first_young_message(events, young_after_ms)
+            await self._apply(events, stats, young_from=young)
+            if events:
+                position = events[-1].stream_ordering
+                # Stop short of a young message: the next pass looks at it again.
+                safe = young - 1 if young is not None else position
+                stats.cursor = max(stats.cursor, safe)
+            if young is not None or len(events) < self._page_size:
                 break
         if stats.cursor != saved:
             await self._sink.save_state(CURSOR_KEY, {"stream_ordering": stats.cursor})
@@ -135,8 +137,14 @@ class Reconciler:
         self._rooms.update(room.room_id for room in await self._bridge.portals())
         return self._rooms
 
-    async def _apply(self, events: Sequence[synapse_source.StreamEvent], stats: Stats) -> None:
-        work = _classify(events)
+    async def _apply(
+        self,
+        events: Sequence[synapse_source.StreamEvent],
+        stats: Stats,
+        *,
+        young_from: int | None,
+    ) -> None:
+        work = _classify(events, young_from=young_from)
         stats.scanned += len(events)
         present = await self._sink.existing_event_ids(sorted(work.candidates))
         absent = work.candidates - present
@@ -173,7 +181,12 @@ class Reconciler:
                     messages.add(original)
 
 
-def _classify(events: Sequence[synapse_source.StreamEvent]) -> _Work:
+def _classify(
+    events: Sequence[synapse_source.StreamEvent], *, young_from: int | None = None
+) -> _Work:
+    """Sort a page into work. Messages from ``young_from`` on are left for the bridge path
+    (it archives them first, with the bridge's data); edits, reactions and redactions are
+    applied at once, since the bridge path never records them."""
     work = _Work(set(), set(), set(), set())
     for event in events:
         pdu = _pdu(event.json_text)
@@ -181,7 +194,8 @@ def _classify(events: Sequence[synapse_source.StreamEvent]) -> _Work:
         content = content if isinstance(content, dict) else {}
         kind = eventkind.classify(event.event_type, content)
         if kind is eventkind.Kind.MESSAGE:
-            work.candidates.add(event.event_id)
+            if young_from is None or event.stream_ordering < young_from:
+                work.candidates.add(event.event_id)
         elif kind is eventkind.Kind.EDIT:
             _rel, target = eventkind.relates_to(content)
             if target:
@@ -195,15 +209,14 @@ def _classify(events: Sequence[synapse_source.StreamEvent]) -> _Work:
     return work
 
 
-def _until_young(
+def _first_young_message(
     events: Sequence[synapse_source.StreamEvent], young_after_ms: float
-) -> list[synapse_source.StreamEvent]:
-    ready = []
+) -> int | None:
+    """The stream position of the first message event received after ``young_after_ms``."""
     for event in events:
-        if event.received_ts_ms > young_after_ms:
-            break
-        ready.append(event)
-    return ready
+        if event.received_ts_ms > young_after_ms and event.event_type in eventkind.MESSAGE_TYPES:
+            return event.stream_ordering
+    return None
 
 
 def _pdu(json_text: str) -> dict[str, Any]:

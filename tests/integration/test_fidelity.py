@@ -292,3 +292,12 @@ async def _counts(world: World) -> tuple[int, ...]:
         " (SELECT count(*) FROM messages WHERE deleted_at IS NOT NULL)"
     )
     return tuple(row)
+
+
+async def test_reaction__recorded_at_once_despite_the_message_grace_period(world: World) -> None:
+    chat = await _one_chat(world)
+    async with world.running(reconcile_grace_s=60.0, reconcile_interval_s=0.3):
+        sent = await world.sim.send_text(chat, chat.members[0], "quick")
+        await world.wait_archived({sent.event_id})
+        await _react(world, sent, chat.members[1], "🎉")
+        await _wait_row(world, "SELECT count(*) = 1 FROM reactions", what="prompt reaction")
