@@ -233,9 +233,10 @@ def _archive_url() -> str:
 
 
 async def _cmd_triggers(args: argparse.Namespace, *, install: bool) -> int:
-    channel = "archiver_db"
     if args.db_url:
-        dsn = args.db_url
+        # Only the channel is needed from the settings here: the other required ones may be
+        # absent on the bridge owner's machine.
+        dsn, channel = args.db_url, settings.load_channel_settings().notify_channel
     else:
         config = settings.load_settings()
         dsn, channel = config.whatsapp_db_url.get_secret_value(), config.notify_channel

@@ -134,6 +134,28 @@ class Settings(BaseSettings):
         return [v.get_secret_value() for v in values if v is not None]
 
 
+class ChannelSettings(BaseSettings):
+    """The NOTIFY channel alone, for installing the trigger without the service's settings."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    notify_channel: str = "archiver_db"
+
+    @field_validator("notify_channel")
+    @classmethod
+    def _channel(cls, value: str) -> str:
+        return Settings._channel(value)
+
+
+def load_channel_settings() -> ChannelSettings:
+    try:
+        return ChannelSettings()
+    except ValidationError as exc:
+        raise errors.ConfigError(f"invalid settings: {describe_validation_error(exc)}") from None
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """One line per problem, naming the environment variable, never echoing its value."""
     lines = []

@@ -125,6 +125,8 @@ class Cli:
             "LISTENER_PROBE_TIMEOUT_S": "1",
             "RECONNECT_MAX_BACKOFF_S": "0.5",
             "SHUTDOWN_GRACE_S": "5",
+            # Never the shared default port: parallel sessions would collide on it.
+            "METRICS_ADDR": f"127.0.0.1:{_free_port()}",
         }
         if world is None:
             # Reachable (the maintenance DB) but never used: for start-up failures.
@@ -388,26 +390,34 @@ async def _cursor_is(world: World, rowid: int) -> bool:
     return await _cursor(world) == rowid
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: METRICS_ADDR is accepted by listener/settings.py but `run` serves no "
-    "/metrics endpoint (nothing in listener/ starts an HTTP server for the registry)",
-)
-async def test_cli__run_serves_prometheus_metrics_on_metrics_addr(cli: Cli, world: World) -> None:
+async def test_cli__run_serves_prometheus_metrics_and_health_on_metrics_addr(
+    cli: Cli, world: World
+) -> None:
+    await world.sim.ensure_world(groups=1, dms=0)
+    chat = world.sim.chats[0]
     port = _free_port()
     running = await cli.start(cli.env(world, METRICS_ADDR=f"127.0.0.1:{port}"), "run")
     try:
         await running.wait_for_action("listener_connected")
-        body = ""
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            deadline = time.monotonic() + 3.0
-            while time.monotonic() < deadline and not body:
+        sent = await world.sim.send_text(chat, chat.members[0], "counted")
+        await world.wait_archived({sent.event_id})
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=2.0) as client:
+
+            async def counted() -> bool:
                 with contextlib.suppress(httpx.TransportError):
-                    body = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-                await asyncio.sleep(0.1)
-        assert "archiver_notifications" in body
+                    text = (await client.get("/metrics")).text
+                    return "archiver_messages_archived_total{" in text
+                return False
+
+            await wait_until(counted, timeout_s=5, what="/metrics counting the message")
+            metrics_text = (await client.get("/metrics")).text
+            health = await client.get("/healthz")
     finally:
-        await running.stop(timeout_s=15)
+        stopped = await running.stop(timeout_s=15)
+    assert stopped.rc == 0, stopped.stderr
+    assert "archiver_listener_connected 1.0" in metrics_text
+    assert health.status_code == 200
+    assert PASSWORD not in metrics_text + health.text
 
 
 # -- backfill ------------------------------------------------------------------------------------
