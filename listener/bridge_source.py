@@ -99,12 +99,19 @@ class BridgeSource:
         return TriggerStatus(await self._fetch("bridge_trigger_status"), channel)
 
 
+INSERT_TRIGGER = "archiver_db_message_insert"
+
+
 class TriggerStatus:
     """What the bridge database says about our NOTIFY trigger."""
 
     def __init__(self, records: list[asyncpg.Record], channel: str) -> None:
         self.names = [r["name"] for r in records]
-        self.enabled = any(r["enabled"] and r["channel"] == channel for r in records)
+        # New rows are what matter for latency: the INSERT trigger must be there and enabled.
+        self.enabled = any(
+            r["name"] == INSERT_TRIGGER and r["enabled"] and r["channel"] == channel
+            for r in records
+        )
         self.channels = sorted({r["channel"] for r in records})
 
     @property

@@ -56,3 +56,17 @@ class EncryptedFileInvalid(MediaError):
 
 class MediaIntegrityError(MediaError):
     """Media bytes do not match their expected size or SHA-256."""
+
+
+class SinkAuthError(SinkUnavailable):
+    """The archive sink refused our credentials (check SUPABASE_URL and SUPABASE_KEY)."""
+
+
+class PayloadTooLarge(RowRejected):
+    """The archive sink refused a request as too large; smaller requests may pass."""
+
+
+# Also an OSError: the BlobStore contract reports I/O failures as OSError, so the media archiver
+# records the item with this reason instead of crashing its copy worker.
+class BlobStoreUnavailable(SinkUnavailable, OSError):
+    """The remote blob store (Supabase Storage) is unreachable; retrying later may succeed."""

@@ -61,7 +61,7 @@ class MetadataSource(Protocol):
 
     async def event_contents(
         self, event_ids: Sequence[str]
-    ) -> dict[str, media_source.EventContent]: ...
+    ) -> dict[str, list[media_source.EventContent]]: ...
 
 
 class MediaFetcher(Protocol):
@@ -232,28 +232,35 @@ class MediaArchiver:
     def _retry_items(
         self,
         rows: list[media_sink.MediaState],
-        events: dict[str, media_source.EventContent],
+        events: dict[str, list[media_source.EventContent]],
     ) -> tuple[list[media_plan.Item], list[media_sink.MediaRow]]:
         items: list[media_plan.Item] = []
         gone: list[media_sink.MediaRow] = []
         for row in rows:
-            event = events.get(row.event_id)
-            refs = media_refs.find_media(event.event_type, event.content) if event else []
-            ref = next((r for r in refs if r.mxc == row.mxc_url), None)
-            if event is None or ref is None:
+            item = self._retry_item(row, events.get(row.event_id, []))
+            if item is None:
                 reason = "the event no longer references this media (redacted or purged)"
-                gone.append(
-                    media_sink.MediaRow(row.event_id, row.mxc_url, row.kind, "failed", reason)
-                )
-                continue
-            message = MediaMessage(event.event_id, event.event_type, event.content, event.room_id)
+                failed = media_sink.MediaRow(row.event_id, row.mxc_url, row.kind, "failed", reason)
+                gone.append(failed)
+            else:
+                items.append(item)
+        return items, gone
+
+    def _retry_item(
+        self, row: media_sink.MediaState, events: list[media_source.EventContent]
+    ) -> media_plan.Item | None:
+        """The row's reference, found in its event or one of its edits (late media)."""
+        for event in events:
             allowed = self._media_allowed(event.room_id, None)
-            for item in self.items([dataclasses.replace(message, archive_media=allowed)]):
-                if item.ref.mxc == ref.mxc:
+            message = MediaMessage(
+                row.event_id, event.event_type, event.content, event.room_id, allowed
+            )
+            for item in self.items([message]):
+                if item.ref.mxc == row.mxc_url:
                     # A pending row this old has waited long enough for its async upload.
                     waited = -math.inf if row.status == "pending" else None
-                    items.append(dataclasses.replace(item, first_seen=waited))
-        return items, gone
+                    return dataclasses.replace(item, first_seen=waited)
+        return None
 
     # -- the long-lived tasks ----------------------------------------------------------------
 

@@ -141,11 +141,11 @@ class MediaSource:
             )
         return found
 
-    async def event_contents(self, event_ids: Sequence[str]) -> dict[str, EventContent]:
-        """Type, room and content of events (for retrying their media)."""
+    async def event_contents(self, event_ids: Sequence[str]) -> dict[str, list[EventContent]]:
+        """Type, room and content of events and of their edits (for retrying their media)."""
         if not event_ids:
             return {}
-        found: dict[str, EventContent] = {}
+        found: dict[str, list[EventContent]] = {}
         for r in await self._fetch("synapse_media_events", list(event_ids)):
             try:
                 pdu = json.loads(r["json"])
@@ -153,5 +153,6 @@ class MediaSource:
                 continue
             content = pdu.get("content") if isinstance(pdu, dict) else None
             if isinstance(content, dict):
-                found[r["event_id"]] = EventContent(r["event_id"], r["room_id"], r["type"], content)
+                event = EventContent(r["event_id"], r["room_id"], r["type"], content)
+                found.setdefault(r["target_id"], []).append(event)
         return found

@@ -386,6 +386,36 @@ async def test_media__missing_file_is_marked_then_stored_by_retry(env: Env) -> N
     assert len(await env.jobs()) == 1
 
 
+async def test_media__retry_finds_media_delivered_by_an_edit(env: Env) -> None:
+    """The bridge sends late media as an m.replace edit; the row keeps the original event ID."""
+    data = os.urandom(4096)
+    mxc = await env.upload(data, "image/png", "late.png")
+    path = env.media_store / media_refs.local_content_path(media_id(mxc))
+    path.unlink()
+    room = await env.writer.create_room("@alice:example.org", name="r")
+    original = await env.writer.send_event(
+        room, "@alice:example.org", "m.room.message", {"msgtype": "m.text", "body": "media..."}
+    )
+    edit = {
+        "msgtype": "m.image", "body": "* IMG.png", "url": mxc,
+        "m.new_content": image(mxc),
+        "m.relates_to": {"rel_type": "m.replace", "event_id": original},
+    }  # fmt: skip
+    await env.writer.send_event(room, "@alice:example.org", "m.room.message", edit)
+    archiver = env.archiver()
+    await archiver.process([message(image(mxc), event_id=original)])  # content as archived
+    assert (await env.row(original, mxc))["status"] == "missing"
+    path.write_bytes(data)
+    assert await archiver.retry_media() == collections.Counter(stored=1)
+
+
+async def test_media__retry_of_media_no_event_references_any_more_fails_it(env: Env) -> None:
+    mxc = "mxc://example.org/NoSuchMediaIdAnywhereXYZ"
+    await env.archiver().process([message(image(mxc), event_id="$gone")])
+    assert await env.archiver().retry_media() == collections.Counter(failed=1)
+    assert "no longer references" in (await env.row("$gone", mxc))["status_reason"]
+
+
 async def test_media__no_synapse_row_is_missing(env: Env) -> None:
     mxc = "mxc://example.org/NoSuchMediaIdAnywhereXYZ"
     await env.archiver().process([message(image(mxc), event_id="$n")])
@@ -687,7 +717,7 @@ async def test_media__real_synapse_upload_round_trip(
         thumbs = await source.local_thumbnails([media_id(mxc)])
         for thumb in thumbs[media_id(mxc)]:  # the thumbnail path rule matches real files
             assert (synapse_server.media_store_path / thumb.relative_path).is_file()
-        event = events[event_id]
+        event = events[event_id][0]
         archiver = media.MediaArchiver(
             source=source,
             sink=pg_media_sink.PgMediaSink(archive),

@@ -1,0 +1,196 @@
+"""The Supabase sink: the archive in a Supabase project, through its REST API (PostgREST).
+
+Same schema as the PostgreSQL sink (sql/archive/*.sql applied to Supabase's database), same
+results: the merge rules for messages, edits and reactions are BEFORE UPDATE triggers in that
+schema, so a plain ``resolution=merge-duplicates`` upsert converges exactly like the PG sink's
+INSERT ... ON CONFLICT. What PostgREST cannot express is done here:
+
+- the cursor only moves forward: a conditional PATCH (``value->rowid=lt.N``), and an insert
+  that ignores duplicates when there is no row yet;
+- a re-recorded failure counts one more attempt: read, then upsert (the PG sink increments in
+  SQL; two workers re-recording the same subject at the same moment may count one attempt
+  less; nothing else depends on the count).
+
+There is no transaction across tables: a batch is written table by table, the cursor last, so
+a failure part-way leaves nothing the cursor claims; the replay rewrites the rest idempotently.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from listener import errors, migrate, models, sink, supabase_api, supabase_rows
+
+Now = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SupabaseSink:
+    name = "supabase"
+
+    def __init__(self, api: supabase_api.SupabaseApi, *, now: Now = _utc_now) -> None:
+        self.api = api
+        self._now = now
+
+    async def open(self) -> None:
+        """Connect, prove the key works and the schema is migrated; fail at start otherwise."""
+        await self.api.open()
+        try:
+            rows = await self.api.select("archive_schema_migrations", "version")
+        except errors.SinkAuthError as exc:
+            await self.close()
+            raise errors.ConfigError(str(exc)) from None
+        except errors.RowRejected as exc:
+            await self.close()
+            raise errors.SchemaError(
+                f"the Supabase archive is not migrated ({exc}); run `archiver-db migrate` "
+                "with SUPABASE_DB_URL set"
+            ) from None
+        except errors.SinkError:
+            await self.close()
+            raise
+        applied = {row["version"] for row in rows}
+        missing = [p.stem for p in migrate.migration_files() if p.stem not in applied]
+        if missing:
+            await self.close()
+            raise errors.SchemaError(
+                f"the Supabase archive is not migrated (pending: {', '.join(missing)}); "
+                "run `archiver-db migrate` with SUPABASE_DB_URL set"
+            )
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def write(self, batch: models.ArchiveBatch) -> None:
+        api = self.api
+        if batch.messages:
+            rows = [supabase_rows.message_row(m) for m in supabase_rows.dedupe_messages(batch.messages)]
+            await api.upsert("messages", rows, on_conflict=supabase_rows.MESSAGES_KEY)
+        if batch.edits:
+            edits = {e.edit_event_id: supabase_rows.edit_row(e) for e in batch.edits}
+            await api.upsert("message_edits", list(edits.values()), on_conflict=supabase_rows.EDITS_KEY)
+        if batch.reactions:
+            reactions = {r.reaction_event_id: supabase_rows.reaction_row(r) for r in batch.reactions}
+            await api.upsert(
+                "reactions", list(reactions.values()), on_conflict=supabase_rows.REACTIONS_KEY
+            )
+        # Resolve before recording: a failure re-recorded in this same batch stays open.
+        if batch.resolved_subjects:
+            await self._resolve(sorted(set(batch.resolved_subjects)))
+        if batch.failures:
+            await self._record_failures(batch.failures)
+        if batch.new_rooms:
+            rooms = {r.room_id: supabase_rows.room_row(r) for r in batch.new_rooms}
+            # ignore-duplicates: an operator's row (enabled = false, say) is never touched.
+            await api.upsert(
+                "monitored_rooms",
+                list(rooms.values()),
+                on_conflict=supabase_rows.ROOMS_KEY,
+                ignore_duplicates=True,
+            )
+        if batch.cursor is not None:
+            await self._save_cursor(batch.cursor)
+
+    async def _resolve(self, subjects: list[str]) -> None:
+        stamp = {"resolved_at": self._now().isoformat()}
+        for chunk in supabase_rows.split_for_url(subjects, max_chars=supabase_api.URL_FILTER_CHARS):
+
+            def where(q: supabase_api.Query, chunk: list[str] = chunk) -> supabase_api.Query:
+                return q.in_("subject", chunk).is_("resolved_at", "null")
+
+            await self.api.update("archive_failures", stamp, where)
+
+    async def _record_failures(self, failures: list[models.Failure]) -> None:
+        unique = list({(f.kind, f.subject): f for f in failures}.values())
+        known = await self.api.select_in(
+            "archive_failures", "kind,subject,attempts", "subject", sorted({f.subject for f in unique})
+        )
+        attempts = {(r["kind"], r["subject"]): int(r["attempts"]) for r in known}
+        now = self._now()
+        rows = [
+            supabase_rows.failure_row(f, attempts=attempts.get((f.kind, f.subject), 0) + 1, now=now)
+            for f in unique
+        ]
+        await self.api.upsert("archive_failures", rows, on_conflict=supabase_rows.FAILURES_KEY)
+
+    async def _save_cursor(self, rowid: int) -> None:
+        """Forward only (workers finish out of order): usually one request."""
+        if await self._advance_cursor(rowid):
+            return
+        row = {"name": sink.CURSOR_KEY, "value": {"rowid": rowid}, "updated_at": self._now().isoformat()}
+        await self.api.upsert(
+            "archiver_state", [row], on_conflict=supabase_rows.STATE_KEY, ignore_duplicates=True
+        )
+        # Another writer may have created the row first, with a smaller rowid.
+        await self._advance_cursor(rowid)
+
+    async def _advance_cursor(self, rowid: int) -> bool:
+        def where(q: supabase_api.Query) -> supabase_api.Query:
+            # PostgREST compares the jsonb number with a jsonb literal: numerically.
+            return q.eq("name", sink.CURSOR_KEY).lt("value->rowid", rowid)
+
+        values = {"value": {"rowid": rowid}, "updated_at": self._now().isoformat()}
+        return bool(await self.api.update("archiver_state", values, where, returning="name"))
+
+    async def load_state(self, key: str) -> Any | None:
+        rows = await self.api.select("archiver_state", "value", lambda q: q.eq("name", key))
+        return rows[0]["value"] if rows else None
+
+    async def save_state(self, key: str, value: Any) -> None:
+        if key == sink.CURSOR_KEY:
+            await self.write(models.ArchiveBatch(cursor=int(value["rowid"])))
+            return
+        # A JSON round trip: the value must be plain JSON, as the PG sink's json.dumps demands.
+        row = {"name": key, "value": json.loads(json.dumps(value)), "updated_at": self._now().isoformat()}
+        await self.api.upsert("archiver_state", [row], on_conflict=supabase_rows.STATE_KEY)
+
+    async def monitored_rooms(self) -> list[models.MonitoredRoom]:
+        rows = await self.api.select_keyset(
+            "monitored_rooms", "room_id,enabled,archive_media,whatsapp_id,room_name", "room_id"
+        )
+        return [supabase_rows.room_from(row) for row in rows]
+
+    async def open_failures(self, kinds: list[str]) -> list[models.Failure]:
+        if not kinds:
+            return []
+
+        def where(q: supabase_api.Query) -> supabase_api.Query:
+            return q.is_("resolved_at", "null").in_("kind", kinds)
+
+        columns = "id,kind,subject,reason,bridge_rowid,event_id,room_id,detail"
+        rows = await self.api.select_keyset("archive_failures", columns, "id", where)
+        return [supabase_rows.failure_from(row) for row in rows]
+
+    async def existing_event_ids(self, event_ids: list[str]) -> set[str]:
+        rows = await self.api.select_in("messages", "event_id", "event_id", event_ids)
+        return {row["event_id"] for row in rows}
+
+    async def known_rooms(self) -> set[str]:
+        rooms = {room.room_id for room in await self.monitored_rooms()}
+        return rooms | await self._message_rooms()
+
+    async def _message_rooms(self) -> set[str]:
+        """DISTINCT room_id without reading every message: a loose index scan, one cheap request
+        per room (messages_room_time_idx), since PostgREST has no DISTINCT."""
+        rooms: set[str] = set()
+        last: str | None = None
+        while True:
+
+            def next_room(q: supabase_api.Query, after: str | None = last) -> supabase_api.Query:
+                q = q.not_.is_("room_id", "null").order("room_id").limit(1)
+                return q.gt("room_id", after) if after is not None else q
+
+            rows = await self.api.select("messages", "room_id", next_room)
+            if not rows:
+                return rooms
+            last = str(rows[0]["room_id"])
+            rooms.add(last)
+
+    async def ping(self) -> None:
+        await self.api.select("archiver_state", "name", lambda q: q.limit(1))
