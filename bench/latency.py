@@ -284,11 +284,11 @@ class Stages:
         svc.listener._on_notify = notify  # type: ignore[method-assign]
         process = svc.processor.process
 
-        async def timed_process(rowids: list[int], *, owned: bool) -> list[int]:
+        async def timed_process(rowids: list[int], *args: Any, **kwargs: Any) -> Any:
             now = time.time()
             for rowid in rowids:
                 stages.started.setdefault(rowid, now)
-            return await process(rowids, owned=owned)
+            return await process(rowids, *args, **kwargs)
 
         svc.processor.process = timed_process  # type: ignore[method-assign]
         for name, obj, attr in (

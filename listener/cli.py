@@ -43,11 +43,16 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("--since", type=_date, help="only messages at or after this date")
     backfill.add_argument("--batch-size", type=int, default=None, help="rows per batch")
     migrate_cmd = commands.add_parser("migrate", help="create or upgrade the archive schema")
-    migrate_cmd.add_argument("--db-url", help="archive database URL (default ARCHIVE_DB_URL)")
+    migrate_cmd.add_argument(
+        "--db-url",
+        help="archive database URL (default SUPABASE_DB_URL when SUPABASE_URL is set, "
+        "else ARCHIVE_DB_URL)",
+    )
     for name, verb in (("install-triggers", "install"), ("uninstall-triggers", "remove")):
         sub = commands.add_parser(name, help=f"{verb} the NOTIFY trigger (bridge DB owner)")
         sub.add_argument("--db-url", help="bridge database URL (default WHATSAPP_DB_URL)")
     commands.add_parser("retry-failures", help="retry every recorded failure once, then exit")
+    commands.add_parser("retry-media", help="retry failed, missing and pending media, then exit")
     reconcile_cmd = commands.add_parser(
         "reconcile", help="archive from Synapse what the bridge rows no longer show, then exit"
     )
@@ -218,6 +223,10 @@ async def _cmd_migrate(args: argparse.Namespace) -> int:
     conn = await pgconnect.connect(dsn, application_name="archiver-db:migrate")
     try:
         applied = await migrate.migrate(conn)
+        if applied:
+            # PostgREST (Supabase's REST API) serves from a schema cache: reload it now. Without
+            # a PostgREST listening, this notification is a no-op.
+            await conn.execute("NOTIFY pgrst, 'reload schema'")
     finally:
         await conn.close()
     where = redact.redact_url(dsn)
@@ -226,7 +235,15 @@ async def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _archive_url() -> str:
+    """The archive database: Supabase's (SUPABASE_DB_URL) when the Supabase sink is chosen."""
     config = settings.load_settings()
+    if config.supabase_url is not None:
+        if config.supabase_db_url is None:
+            raise errors.ConfigError(
+                "SUPABASE_DB_URL is not set: the Supabase sink's database URL (Project Settings "
+                "> Database > Connection string), or pass --db-url"
+            )
+        return config.supabase_db_url.get_secret_value()
     if config.archive_db_url is None:
         raise errors.ConfigError("ARCHIVE_DB_URL is not set (or pass --db-url)")
     return config.archive_db_url.get_secret_value()
@@ -276,6 +293,24 @@ async def _cmd_reconcile(args: argparse.Namespace) -> int:
         f"{total.edited} edited, {total.reactions} reactions, {total.redactions} redactions"
     )
     return EXIT_OK
+
+
+async def _cmd_retry_media(_args: argparse.Namespace) -> int:
+    config = _load()
+    svc = service.Service(config)
+    await svc.open()
+    try:
+        if svc.media is None:
+            raise errors.ConfigError(
+                "media archiving is off (MEDIA_STORE_PATH / MEDIA_ARCHIVE_PATH not set)"
+            )
+        outcomes = await svc.media.retry_media()
+    finally:
+        await svc.close()
+    summary = ", ".join(f"{status} {n}" for status, n in sorted(outcomes.items())) or "nothing"
+    print(f"retried media: {summary}")
+    unresolved = sum(n for status, n in outcomes.items() if status in ("failed", "missing"))
+    return EXIT_OK if not unresolved else EXIT_FAILED
 
 
 async def _cmd_retry_failures(_args: argparse.Namespace) -> int:
@@ -372,6 +407,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "install-triggers": _triggers_install,
     "uninstall-triggers": _triggers_uninstall,
     "retry-failures": _cmd_retry_failures,
+    "retry-media": _cmd_retry_media,
     "reconcile": _cmd_reconcile,
     "demo": _cmd_demo,
     "doctor": _cmd_doctor,

@@ -162,6 +162,7 @@ async def _drive(
         synapse_db_url=synapse_url,  # type: ignore[arg-type]
         archive_db_url=archive_url,  # type: ignore[arg-type]
         media_store_path=media,
+        media_archive_path=media / "archive",
         poll_interval_ms=1000,
         _env_file=None,  # type: ignore[call-arg]
     )
@@ -220,6 +221,13 @@ async def _summary(archive_url: str, progress: _Progress) -> str:
             "SELECT count(DISTINCT sender) FROM messages WHERE sender_display_name IS NOT NULL"
         )
         failures = await conn.fetchval("SELECT count(*) FROM archive_failures")
+        media_rows = await conn.fetch(
+            "SELECT kind, status, count(*) AS n, coalesce(sum(size_bytes), 0) AS bytes"
+            " FROM media GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+        blobs = await conn.fetchval(
+            "SELECT count(DISTINCT sha256) FROM media WHERE status = 'stored'"
+        )
     finally:
         await conn.close()
     lat = sorted(progress.latencies_ms)
@@ -231,6 +239,11 @@ async def _summary(archive_url: str, progress: _Progress) -> str:
     ]
     lines.append("message types: " + ", ".join(f"{k} {v}" for k, v in progress.types.most_common()))
     lines.append(f"replies linked: {replies}; senders with a display name: {named}")
+    lines.append(
+        "media: "
+        + (", ".join(f"{r['kind']} {r['status']} {r['n']}" for r in media_rows) or "none")
+        + f" ({blobs} distinct files stored, content-addressed)"
+    )
     archived = len(progress.sent.keys() & progress.archived)
     lines.append(f"sent {len(progress.sent)}, archived {archived}, failures {failures}")
     if lat:

@@ -70,3 +70,7 @@ class PayloadTooLarge(RowRejected):
 # records the item with this reason instead of crashing its copy worker.
 class BlobStoreUnavailable(SinkUnavailable, OSError):
     """The remote blob store (Supabase Storage) is unreachable; retrying later may succeed."""
+
+
+class BlobRejected(RowRejected, OSError):
+    """The remote blob store (Supabase Storage) refused an object; retrying will not help."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -225,6 +226,12 @@ class PostgresSink:
     async def existing_event_ids(self, event_ids: list[str]) -> set[str]:
         records = await self._fetch("sink_existing_events", event_ids)
         return {r["event_id"] for r in records}
+
+    async def media_catchup(
+        self, since: datetime, message_types: list[str], limit: int
+    ) -> list[dict[str, Any]]:
+        records = await self._fetch("sink_media_catchup", since, message_types, limit)
+        return [dict(r) for r in records]
 
     async def known_rooms(self) -> set[str]:
         return {r["room_id"] for r in await self._fetch("sink_known_rooms")}

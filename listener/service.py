@@ -16,12 +16,19 @@ import asyncpg
 import listener
 from listener import (
     archive_stats,
+    blobstore,
     bridge_source,
     errors,
     listen,
+    media,
+    media_catchup,
+    media_http,
+    media_sink,
+    media_source,
     metrics,
     metrics_server,
     models,
+    pg_media_sink,
     pg_sink,
     pgconnect,
     pipeline,
@@ -45,11 +52,50 @@ TRIGGER_WARNING_INTERVAL_S = 300.0
 def build_sink(config: settings.Settings) -> sink.Sink:
     """Supabase when SUPABASE_URL is set, else the PostgreSQL sink."""
     if config.supabase_url is not None:
-        raise errors.ConfigError("the Supabase sink is not available in this build")
+        # Imported here: PostgreSQL-only installs need not have the supabase package.
+        from listener import supabase_api, supabase_sink
+
+        assert config.supabase_key is not None  # guaranteed by Settings validation
+        api = supabase_api.SupabaseApi(
+            config.supabase_url,
+            config.supabase_key.get_secret_value(),
+            timeout_s=config.supabase_timeout_s,
+            retry_budget_s=config.supabase_retry_budget_s,
+            max_retry_after_s=config.supabase_max_retry_after_s,
+            max_request_bytes=config.supabase_max_request_bytes,
+            max_connections=2 * config.workers + 4,
+        )
+        return supabase_sink.SupabaseSink(api)
     assert config.archive_db_url is not None  # guaranteed by Settings validation
     return pg_sink.PostgresSink(
         config.archive_db_url.get_secret_value(), pool_size=config.workers + 1
     )
+
+
+def build_media_backends(
+    config: settings.Settings, archive_sink: sink.Sink
+) -> tuple[media_sink.MediaSink, blobstore.BlobStore] | None:
+    """Where media rows and bytes go for this sink; None when media archiving is off."""
+    if not config.download_media and config.media_store_path is None:
+        return None
+    if isinstance(archive_sink, pg_sink.PostgresSink):
+        if config.media_archive_path is None:
+            logger.warning(
+                "media is not archived: set MEDIA_ARCHIVE_PATH (where the PostgreSQL sink keeps "
+                "media bytes) and MEDIA_STORE_PATH (Synapse's media store)",
+                extra={"action": "media_disabled"},
+            )
+            return None
+        return (
+            pg_media_sink.PgMediaSink(archive_sink.pool),
+            blobstore.LocalBlobStore(config.media_archive_path),
+        )
+    backends = getattr(archive_sink, "media_backends", None)
+    if backends is None:
+        logger.warning("media is not archived by sink %s", archive_sink.name)
+        return None
+    result: tuple[media_sink.MediaSink, blobstore.BlobStore] = backends(config)
+    return result
 
 
 @dataclass
@@ -131,8 +177,9 @@ class Service:
             metrics=self.metrics,
             missing_event_timeout_s=config.missing_event_timeout_s,
             max_backoff_s=config.reconnect_max_backoff_s,
-            on_archived=self._on_archived,
+            on_archived=self._archived,
         )
+        self.media = self._build_media()
         self.workers = pipeline.Workers(
             processor=self.processor,
             queue=self.queue,
@@ -171,6 +218,45 @@ class Service:
         self.metrics.cursor.set(cursor)
         logger.info("archive cursor at rowid %d", cursor, extra={"action": "service_opened"})
 
+    def _archived(self, messages: list[models.ArchivedMessage], committed_at: float) -> None:
+        """The pipeline's hook once messages are durable: their media, then any caller's hook."""
+        if self.media is not None:
+            self.media.offer_archived(messages, committed_at)
+        if self._on_archived is not None:
+            self._on_archived(messages, committed_at)
+
+    def _build_media(self) -> media.MediaArchiver | None:
+        config = self.config
+        backends = build_media_backends(config, self.sink)
+        if backends is None:
+            return None
+        media_rows, blobs = backends
+        assert self._synapse_pool is not None
+        fetcher = None
+        if config.media_http_fallback_url and config.media_access_token:
+            fetcher = media_http.HttpMediaFetcher(
+                config.media_http_fallback_url,
+                access_token=config.media_access_token.get_secret_value(),
+            )
+        return media.MediaArchiver(
+            source=media_source.MediaSource(self._synapse_pool),
+            sink=media_rows,
+            store=blobs,
+            media_store_path=config.media_store_path,
+            server_name=config.synapse_server_name,
+            download_media=config.download_media,
+            media_allowed=lambda room_id, chat_id: self.rooms.current.archive_media(
+                room_id, chat_id or ""
+            ),
+            workers=config.media_workers,
+            queue_size=config.media_queue_size,
+            upload_wait_s=config.media_upload_wait_s,
+            upload_poll_s=config.media_upload_poll_s,
+            missing_retry_s=config.media_missing_retry_s,
+            archive_quarantined=config.archive_quarantined_media,
+            fetcher=fetcher,
+        )
+
     async def close(self) -> None:
         await self.sink.close()
         for pool in (self._bridge_pool, self._synapse_pool):
@@ -185,6 +271,9 @@ class Service:
             asyncio.create_task(self._housekeeping_loop(), name="housekeeping"),
             asyncio.create_task(self._reconcile_loop(), name="reconcile"),
         ]
+        if self.media is not None:
+            tasks.append(asyncio.create_task(self.media.run(), name="media"))
+            tasks.append(asyncio.create_task(self._media_catchup_loop(), name="media-catchup"))
         workers = [
             asyncio.create_task(self.workers.run(f"worker-{i}"), name=f"worker-{i}")
             for i in range(self.config.workers)
@@ -250,6 +339,18 @@ class Service:
             await self._guarded("sweep", self.sweeper.sweep_once)
             await self._guarded("cursor", self.processor.flush_cursor)
             await self.sweeper.wait_for_next(self.config.poll_interval_s)
+
+    async def _media_catchup_loop(self) -> None:
+        assert self.media is not None
+        catchup = media_catchup.MediaCatchup(
+            sink=self.sink,  # type: ignore[arg-type]
+            archiver=self.media,
+            rooms=self.rooms,
+        )
+        while not self.stop_event.is_set():
+            await self._guarded("media_catchup", catchup.run_once)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop_event.wait(), self.config.media_catchup_interval_s)
 
     async def _reconcile_loop(self) -> None:
         # Slower than the sweep: it reads Synapse's stream, and only catches what the bridge

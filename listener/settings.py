@@ -61,6 +61,18 @@ class Settings(BaseSettings):
 
     media_store_path: Path | None = None
     download_media: bool = True
+    # media: where the PostgreSQL sink keeps the bytes (content-addressed), and the copy work.
+    media_archive_path: Path | None = None
+    media_workers: int = Field(2, ge=1, le=64)
+    media_queue_size: int = Field(10_000, ge=1)
+    media_upload_wait_s: float = Field(30.0, gt=0)
+    media_upload_poll_s: float = Field(1.0, gt=0)
+    media_missing_retry_s: float = Field(900.0, gt=0)
+    media_catchup_interval_s: float = Field(300.0, gt=0)
+    archive_quarantined_media: bool = False
+    synapse_server_name: str | None = None
+    media_http_fallback_url: str | None = None
+    media_access_token: SecretStr | None = None
 
     # fidelity: the Synapse reconciliation pass (edits, deletions, reactions, lost rows).
     reconcile_interval_s: float = Field(30.0, gt=0)
@@ -130,8 +142,36 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value, for scrubbing text that might contain one."""
-        values = [self.whatsapp_db_url, self.synapse_db_url, self.archive_db_url, self.supabase_key]
+        values = [
+            self.whatsapp_db_url,
+            self.synapse_db_url,
+            self.archive_db_url,
+            self.supabase_key,
+            self.supabase_db_url,
+            self.media_access_token,
+        ]
         return [v.get_secret_value() for v in values if v is not None]
+
+    # supabase: the sink (SUPABASE_URL/SUPABASE_KEY above), its media bucket and its HTTP limits.
+    # Supabase's database, for `archiver-db migrate` (the same sql/archive files, via asyncpg).
+    supabase_db_url: SecretStr | None = None
+    media_bucket: str = Field("archive-media", pattern=r"^[a-z0-9][a-z0-9._-]{1,62}$")
+    supabase_timeout_s: float = Field(30.0, gt=0)
+    # Our own retries of one request (429, 5xx, timeouts, dropped connections) before the
+    # pipeline is told SinkUnavailable and holds its place (it then retries with its backoff).
+    supabase_retry_budget_s: float = Field(10.0, gt=0)
+    supabase_max_retry_after_s: float = Field(60.0, gt=0)
+    # Rows per PostgREST request are cut to stay under this many bytes of JSON.
+    supabase_max_request_bytes: int = Field(1_000_000, ge=10_000)
+    # Media larger than this goes through the resumable (TUS) protocol in 6 MiB chunks.
+    supabase_tus_threshold_bytes: int = Field(6 * 1024 * 1024, ge=1)
+    # Where media is staged (verified, decrypted) before the upload; default: the temp dir.
+    supabase_staging_path: Path | None = None
+
+    @field_validator("supabase_db_url")
+    @classmethod
+    def _supabase_db_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_postgres_url(value)
 
 
 class ChannelSettings(BaseSettings):

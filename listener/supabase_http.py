@@ -135,7 +135,7 @@ class Caller:
             await self._wait_gate()
             try:
                 return await action()
-            except Exception as exc:  # noqa: BLE001 - sorted out by _verdict
+            except Exception as exc:  # sorted out by _verdict: retry, translate or re-raise
                 reason, retry_after_s = self._verdict(what, exc)
             delay = retry_after_s if retry_after_s is not None else self._backoff(attempt)
             if retry_after_s is not None:
@@ -163,6 +163,8 @@ class Caller:
 
     def _verdict(self, what: str, exc: Exception) -> tuple[str, float | None]:
         """(reason, Retry-After seconds) for a retryable failure; raise for the others."""
+        if isinstance(exc, errors.ArchiverError):
+            raise exc
         if isinstance(exc, httpx.TransportError):  # timeouts, refused and dropped connections
             return f"{type(exc).__name__}: {exc or 'connection failed'}", None
         response = response_of(exc)

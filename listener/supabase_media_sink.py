@@ -35,7 +35,9 @@ class SupabaseMediaSink:
         events = sorted({event_id for event_id, _ in wanted})
         found = await self._api.select_in("media", supabase_rows.MEDIA_COLUMNS, "event_id", events)
         return {
-            (r["event_id"], r["mxc_url"]): r for r in found if (r["event_id"], r["mxc_url"]) in wanted
+            (r["event_id"], r["mxc_url"]): r
+            for r in found
+            if (r["event_id"], r["mxc_url"]) in wanted
         }
 
     async def media_states(
@@ -43,7 +45,9 @@ class SupabaseMediaSink:
     ) -> dict[media_sink.MediaKey, media_sink.MediaState]:
         if not keys:
             return {}
-        return {key: supabase_rows.media_state(row) for key, row in (await self._rows(keys)).items()}
+        return {
+            key: supabase_rows.media_state(row) for key, row in (await self._rows(keys)).items()
+        }
 
     async def upsert_media(
         self, rows: Sequence[media_sink.MediaRow]
@@ -61,7 +65,10 @@ class SupabaseMediaSink:
         ids = {key: int(r["id"]) for key, r in old.items()}
         if changes:
             written = await self._api.upsert(
-                "media", changes, on_conflict=supabase_rows.MEDIA_KEY, returning="id,event_id,mxc_url"
+                "media",
+                changes,
+                on_conflict=supabase_rows.MEDIA_KEY,
+                returning="id,event_id,mxc_url",
             )
             ids.update({(r["event_id"], r["mxc_url"]): int(r["id"]) for r in written})
         return ids

@@ -70,13 +70,19 @@ class SupabaseSink:
     async def write(self, batch: models.ArchiveBatch) -> None:
         api = self.api
         if batch.messages:
-            rows = [supabase_rows.message_row(m) for m in supabase_rows.dedupe_messages(batch.messages)]
+            rows = [
+                supabase_rows.message_row(m) for m in supabase_rows.dedupe_messages(batch.messages)
+            ]
             await api.upsert("messages", rows, on_conflict=supabase_rows.MESSAGES_KEY)
         if batch.edits:
             edits = {e.edit_event_id: supabase_rows.edit_row(e) for e in batch.edits}
-            await api.upsert("message_edits", list(edits.values()), on_conflict=supabase_rows.EDITS_KEY)
+            await api.upsert(
+                "message_edits", list(edits.values()), on_conflict=supabase_rows.EDITS_KEY
+            )
         if batch.reactions:
-            reactions = {r.reaction_event_id: supabase_rows.reaction_row(r) for r in batch.reactions}
+            reactions = {
+                r.reaction_event_id: supabase_rows.reaction_row(r) for r in batch.reactions
+            }
             await api.upsert(
                 "reactions", list(reactions.values()), on_conflict=supabase_rows.REACTIONS_KEY
             )
@@ -109,7 +115,10 @@ class SupabaseSink:
     async def _record_failures(self, failures: list[models.Failure]) -> None:
         unique = list({(f.kind, f.subject): f for f in failures}.values())
         known = await self.api.select_in(
-            "archive_failures", "kind,subject,attempts", "subject", sorted({f.subject for f in unique})
+            "archive_failures",
+            "kind,subject,attempts",
+            "subject",
+            sorted({f.subject for f in unique}),
         )
         attempts = {(r["kind"], r["subject"]): int(r["attempts"]) for r in known}
         now = self._now()
@@ -123,7 +132,11 @@ class SupabaseSink:
         """Forward only (workers finish out of order): usually one request."""
         if await self._advance_cursor(rowid):
             return
-        row = {"name": sink.CURSOR_KEY, "value": {"rowid": rowid}, "updated_at": self._now().isoformat()}
+        row = {
+            "name": sink.CURSOR_KEY,
+            "value": {"rowid": rowid},
+            "updated_at": self._now().isoformat(),
+        }
         await self.api.upsert(
             "archiver_state", [row], on_conflict=supabase_rows.STATE_KEY, ignore_duplicates=True
         )
@@ -147,7 +160,11 @@ class SupabaseSink:
             await self.write(models.ArchiveBatch(cursor=int(value["rowid"])))
             return
         # A JSON round trip: the value must be plain JSON, as the PG sink's json.dumps demands.
-        row = {"name": key, "value": json.loads(json.dumps(value)), "updated_at": self._now().isoformat()}
+        row = {
+            "name": key,
+            "value": json.loads(json.dumps(value)),
+            "updated_at": self._now().isoformat(),
+        }
         await self.api.upsert("archiver_state", [row], on_conflict=supabase_rows.STATE_KEY)
 
     async def monitored_rooms(self) -> list[models.MonitoredRoom]:

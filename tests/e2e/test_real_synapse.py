@@ -149,6 +149,9 @@ async def _build_scene(
         sent["thread"] = await sim.send_text(
             group, known, "in the thread", thread_root=sent["text"]
         )
+        sent["thread_reply"] = await sim.send_text(
+            group, lid, "answering in the thread", reply_to=sent["thread"], thread_root=sent["text"]
+        )
         sent["unsynced"] = await sim.send_text(group, unsynced, "who am I")
         sent["matrix_user"] = await sim.send_from_matrix_user(group, "typed in Element")
         png = simulator.make_png(64, 48, random.Random(7))
@@ -240,8 +243,21 @@ async def test_real_synapse__thread_root_archived_as_synapse_relates_it(scene: S
         "relation_type": "m.thread",
     }
     assert row["thread_root_event_id"] == scene.sent["text"].event_id
-    # A thread message without an explicit reply falls back to replying to the root.
-    assert row["reply_to_event_id"] == scene.sent["text"].event_id
+    # Its m.in_reply_to is only the fallback for clients without threads (is_falling_back).
+    assert row["content"]["m.relates_to"]["is_falling_back"] is True
+    assert row["reply_to_event_id"] is None
+
+
+async def test_real_synapse__reply_inside_a_thread_keeps_both_relations(scene: Scene) -> None:
+    row = await scene.archived(scene.sent["thread_reply"].event_id)
+    relation = await scene.world.synapse.fetchval(
+        "SELECT relates_to_id FROM event_relations WHERE event_id = $1 AND relation_type = $2",
+        scene.sent["thread_reply"].event_id,
+        "m.thread",
+    )
+    assert relation == scene.sent["text"].event_id
+    assert row["thread_root_event_id"] == scene.sent["text"].event_id
+    assert row["reply_to_event_id"] == scene.sent["thread"].event_id
 
 
 async def test_real_synapse__ghost_without_bridge_name_gets_synapse_display_name(
