@@ -239,6 +239,7 @@ def summarize_archiver(
         "missing": [s.event_id for s in sent if s.event_id not in archived.at][:10],
         "latency": common.summarize_ms(steady_lat),
         "warmup_latency": common.summarize_ms(lat(warm)),
+        "p50_ms_per_10s_window": _windows(steady, archived),
         "over_25ms": sum(1 for x in steady_lat if x > 0.025),
         "over_100ms": sum(1 for x in steady_lat if x > 0.1),
         "sink_writes_with_messages": len(sizes),
@@ -332,6 +333,20 @@ class Stages:
         }
 
 
+def _windows(steady: list[Sent], archived: Archived) -> list[float]:
+    """p50 per 10 s of sending, to see drift (does latency grow as the tables grow?)."""
+    if not steady:
+        return []
+    t0 = steady[0].committed_at_s
+    buckets: dict[int, list[float]] = {}
+    for s in steady:
+        if s.event_id in archived.at:
+            buckets.setdefault(int((s.committed_at_s - t0) // 10), []).append(
+                archived.at[s.event_id] - s.committed_at_s
+            )
+    return [round(common.median(v) * 1000, 2) for _, v in sorted(buckets.items())]
+
+
 # -- main -----------------------------------------------------------------------------------------
 
 
@@ -345,6 +360,7 @@ def human(result: dict[str, Any]) -> str:
         f"p99 {a.get('p99_ms')} ms, max {a.get('max_ms')} ms "
         f"(archived {result['archiver']['archived']}/{result['archiver']['messages_sent']})",
     ]
+    lines.append(f"    p50 per 10 s window: {result['archiver']['p50_ms_per_10s_window']} ms")
     st = result["archiver"]["stages"]
     for key in ("commit_to_notify", "notify_to_batch_start", "batch_start_to_archive_commit"):
         lines.append(f"    {key}: p50 {st[key].get('p50_ms')} ms, p99 {st[key].get('p99_ms')} ms")

@@ -182,21 +182,18 @@ class PostgresSink:
             )
 
     async def load_state(self, key: str) -> Any | None:
-        value = await self.pool.fetchval(named_queries.load("sink_load_state"), key)
+        records = await self._fetch("sink_load_state", key)
+        value = records[0]["value"] if records else None
         return json.loads(value) if value is not None else None
 
     async def save_state(self, key: str, value: Any) -> None:
         if key == sink.CURSOR_KEY:
             await self.write(models.ArchiveBatch(cursor=int(value["rowid"])))
             return
-        await self.pool.execute(
-            named_queries.load("sink_save_state"),
-            key,
-            json.dumps(value),
-        )
+        await self._fetch("sink_save_state", key, json.dumps(value))
 
     async def monitored_rooms(self) -> list[models.MonitoredRoom]:
-        records = await self.pool.fetch(named_queries.load("sink_monitored_rooms"))
+        records = await self._fetch("sink_monitored_rooms")
         return [
             models.MonitoredRoom(
                 room_id=r["room_id"],
@@ -209,7 +206,7 @@ class PostgresSink:
         ]
 
     async def open_failures(self, kinds: list[str]) -> list[models.Failure]:
-        records = await self.pool.fetch(named_queries.load("sink_open_failures"), kinds)
+        records = await self._fetch("sink_open_failures", kinds)
         return [
             models.Failure(
                 kind=r["kind"],

@@ -62,13 +62,20 @@ class Notifier:
     def enabled(self) -> bool:
         return self._address is not None
 
-    def notify(self, *lines: str) -> bool:
-        """Send one message made of ``lines``; True when the datagram went out."""
+    def notify(self, *lines: str, wait_s: float = 0.0) -> bool:
+        """Send one message made of ``lines``; True when the datagram went out.
+
+        ``wait_s`` > 0 waits that long for room in the receiver's queue (a full queue drops
+        a non-blocking datagram): READY and STOPPING must not be lost, a WATCHDOG ping may.
+        """
         if self._address is None:
             return False
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-                sock.setblocking(False)
+                if wait_s > 0:
+                    sock.settimeout(wait_s)
+                else:
+                    sock.setblocking(False)
                 sock.sendto("\n".join(lines).encode(), self._address)
         except OSError as exc:
             if not self._warned:
@@ -80,13 +87,13 @@ class Notifier:
         return True
 
     def ready(self, status: str | None = None) -> bool:
-        return self.notify("READY=1", *_status(status))
+        return self.notify("READY=1", *_status(status), wait_s=1.0)
 
     def watchdog(self) -> bool:
         return self.notify("WATCHDOG=1")
 
     def stopping(self, status: str | None = None) -> bool:
-        return self.notify("STOPPING=1", *_status(status))
+        return self.notify("STOPPING=1", *_status(status), wait_s=1.0)
 
     def status(self, text: str) -> bool:
         return self.notify(*_status(text))

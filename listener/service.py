@@ -161,7 +161,11 @@ class Service:
             application_name="archiver-db:synapse",
             max_size=config.workers + 1,
         )
-        await self.sink.open()
+        try:
+            await self.sink.open()
+        except BaseException:
+            await self.close()  # do not leave the source pools open behind a failed start
+            raise
         self.bridge = bridge_source.BridgeSource(self._bridge_pool, bridge_id=config.bridge_id)
         self.synapse = synapse_source.SynapseSource(self._synapse_pool)
         state = await self.sink.load_state(sink.CURSOR_KEY)
@@ -262,6 +266,7 @@ class Service:
         for pool in (self._bridge_pool, self._synapse_pool):
             if pool is not None:
                 await pool.close()
+        self._bridge_pool = self._synapse_pool = None
 
     async def run(self) -> None:
         """Archive until ``stop_event`` is set, then drain and return."""

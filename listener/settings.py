@@ -8,6 +8,7 @@ here include passwords.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -23,8 +24,14 @@ _POSTGRES_SCHEMES = ("postgres://", "postgresql://")
 def _check_postgres_url(value: SecretStr | None) -> SecretStr | None:
     if value is None:
         return None
-    if not value.get_secret_value().startswith(_POSTGRES_SCHEMES):
+    url = value.get_secret_value()
+    if not url.startswith(_POSTGRES_SCHEMES):
         raise ValueError("must be a postgresql:// URL")
+    try:
+        # The driver parses the port lazily and would fail with a traceback at connect time.
+        urlsplit(url).port  # noqa: B018
+    except ValueError:
+        raise ValueError("has a malformed host or port") from None
     return value
 
 

@@ -67,9 +67,17 @@ class SupabaseBlobStore:
         self._tus_threshold = tus_threshold_bytes
         self._chunk_bytes = chunk_bytes
         self.uploads = {"standard": 0, "resumable": 0}
+        self._opened = False
+        self._opening = asyncio.Lock()
 
     async def open(self) -> None:
-        """Create the (private) bucket when it does not exist yet."""
+        """Create the staging folder and the (private) bucket when absent; once."""
+        async with self._opening:
+            if not self._opened:
+                await self._open()
+                self._opened = True
+
+    async def _open(self) -> None:
         await asyncio.to_thread(self._staging.mkdir, parents=True, exist_ok=True)
         storage = self._api.client.storage
 
@@ -93,6 +101,7 @@ class SupabaseBlobStore:
             return await self._api.caller.call(what, action)
 
     async def exists(self, key: str) -> bool:
+        await self.open()
         bucket = self._api.client.storage.from_(self.bucket)
 
         async def info() -> bool:
@@ -115,6 +124,7 @@ class SupabaseBlobStore:
         expected_size: int | None = None,
         expected_source_sha256: str | None = None,
     ) -> blobstore.StoredBlob:
+        await self.open()
         temp = self._staging / f"{uuid.uuid4().hex}.part"
         staged = await blobstore.stage(
             source,

@@ -13,18 +13,46 @@ INSERT ... ON CONFLICT. What PostgREST cannot express is done here:
 
 There is no transaction across tables: a batch is written table by table, the cursor last, so
 a failure part-way leaves nothing the cursor claims; the replay rewrites the rest idempotently.
+The cursor of a batch that carries records is saved by one background task after ``write``
+returns (so a message is not kept waiting for a second round trip, and saves coalesce under
+load): it is only ever saved after the records it covers are durable, and a save that fails is
+retried by the next one; a cursor that lags only means a longer, idempotent replay. A batch that
+is only a cursor (the pipeline's periodic and final flush) is saved before ``write`` returns.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from listener import errors, migrate, models, sink, supabase_api, supabase_rows
+from listener import (
+    blobstore,
+    errors,
+    media_sink,
+    migrate,
+    models,
+    settings,
+    sink,
+    supabase_api,
+    supabase_blobstore,
+    supabase_media_sink,
+    supabase_rows,
+)
+
+logger = logging.getLogger(__name__)
 
 Now = Callable[[], datetime]
+CLOSE_FLUSH_TIMEOUT_S = 5.0
+# At most one background cursor save per this interval: at a trickle every batch would otherwise
+# cost a second request; the cursor lags by this much at most (a replay of that much, at worst).
+CURSOR_SAVE_INTERVAL_S = 0.5
 
 
 def _utc_now() -> datetime:
@@ -34,9 +62,20 @@ def _utc_now() -> datetime:
 class SupabaseSink:
     name = "supabase"
 
-    def __init__(self, api: supabase_api.SupabaseApi, *, now: Now = _utc_now) -> None:
+    def __init__(
+        self,
+        api: supabase_api.SupabaseApi,
+        *,
+        now: Now = _utc_now,
+        cursor_save_interval_s: float = CURSOR_SAVE_INTERVAL_S,
+    ) -> None:
         self.api = api
         self._now = now
+        self._cursor_save_interval_s = cursor_save_interval_s
+        self._cursor_wanted: int | None = None
+        self._cursor_saved: int | None = None
+        self._cursor_due = asyncio.Event()
+        self._cursor_task: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         """Connect, prove the key works and the schema is migrated; fail at start otherwise."""
@@ -63,9 +102,42 @@ class SupabaseSink:
                 f"the Supabase archive is not migrated (pending: {', '.join(missing)}); "
                 "run `archiver-db migrate` with SUPABASE_DB_URL set"
             )
+        self._cursor_task = asyncio.create_task(self._cursor_writer(), name="supabase-cursor")
 
     async def close(self) -> None:
+        if self._cursor_task is not None:
+            self._cursor_task.cancel()
+            await asyncio.gather(self._cursor_task, return_exceptions=True)
+            self._cursor_task = None
+            # The last deferred cursor, if the writer had not saved it yet (best effort: a
+            # lagging cursor only means a replay).
+            with contextlib.suppress(errors.SinkError, TimeoutError):
+                await asyncio.wait_for(self._flush_cursor(), CLOSE_FLUSH_TIMEOUT_S)
         await self.api.close()
+
+    async def _cursor_writer(self) -> None:
+        while True:
+            await self._cursor_due.wait()
+            self._cursor_due.clear()
+            try:
+                await self._flush_cursor()
+            except errors.SinkError as exc:
+                logger.warning(
+                    "saving the cursor failed (the next save retries): %s",
+                    exc,
+                    extra={"action": "cursor_save_failed"},
+                )
+            await asyncio.sleep(self._cursor_save_interval_s)
+
+    async def _flush_cursor(self) -> None:
+        wanted = self._cursor_wanted
+        if wanted is not None and wanted != self._cursor_saved:
+            await self._save_cursor(wanted)
+            self._cursor_saved = max(wanted, self._cursor_saved or 0)
+
+    def _defer_cursor(self, rowid: int) -> None:
+        self._cursor_wanted = max(rowid, self._cursor_wanted or 0)
+        self._cursor_due.set()
 
     async def write(self, batch: models.ArchiveBatch) -> None:
         api = self.api
@@ -101,7 +173,10 @@ class SupabaseSink:
                 ignore_duplicates=True,
             )
         if batch.cursor is not None:
-            await self._save_cursor(batch.cursor)
+            if batch and self._cursor_task is not None:
+                self._defer_cursor(batch.cursor)
+            else:
+                await self._save_cursor(batch.cursor)
 
     async def _resolve(self, subjects: list[str]) -> None:
         stamp = {"resolved_at": self._now().isoformat()}
@@ -208,6 +283,22 @@ class SupabaseSink:
                 return rooms
             last = str(rows[0]["room_id"])
             rooms.add(last)
+
+    def media_backends(
+        self, config: settings.Settings
+    ) -> tuple[media_sink.MediaSink, blobstore.BlobStore]:
+        """Media rows in this archive, bytes in the private bucket MEDIA_BUCKET (created on first
+        use), staged under SUPABASE_STAGING_PATH (service.build_media_backends asks for these)."""
+        staging = (
+            config.supabase_staging_path or Path(tempfile.gettempdir()) / "archiver-db-staging"
+        )
+        store = supabase_blobstore.SupabaseBlobStore(
+            self.api,
+            bucket=config.media_bucket,
+            staging_dir=staging,
+            tus_threshold_bytes=config.supabase_tus_threshold_bytes,
+        )
+        return supabase_media_sink.SupabaseMediaSink(self.api, now=self._now), store
 
     async def ping(self) -> None:
         await self.api.select("archiver_state", "name", lambda q: q.limit(1))

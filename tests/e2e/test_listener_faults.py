@@ -430,14 +430,6 @@ async def _watch_cursor(world: World, violations: list[str]) -> AsyncIterator[No
             await task
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Service._housekeeping_loop refreshes rooms every ROOM_REFRESH_INTERVAL_S through "
-    "PostgresSink.monitored_rooms(), which does not translate driver errors (raw OSError / "
-    "asyncpg errors, not SinkUnavailable); _guarded() lets them through, the housekeeping task "
-    "dies and the watchdog stops the whole service: an archive outage longer than 30 s crashes "
-    "`archiver-db run` (exit 1) instead of being retried",
-)
 async def test_archive_outage__longer_than_room_refresh_does_not_crash_the_service(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 
 from listener import settings
 from tests import pg
@@ -99,7 +100,10 @@ async def test_cli__run_under_systemd_notifies_ready_watchdog_stopping_and_exits
         # Its own (default) interval: a heartbeat younger than three of them means running.
         status_rc, status_out, _ = await cli(world, "status", "--json", HEALTH_CHECK_INTERVAL_S="5")
         proc.send_signal(signal.SIGTERM)
+        # Keep reading, as systemd does: a full datagram queue would hold STOPPING back.
+        drainer = asyncio.create_task(_drain_while(got, proc))
         _, err = await asyncio.wait_for(proc.communicate(), 30)
+        await drainer
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -115,3 +119,11 @@ async def test_cli__run_under_systemd_notifies_ready_watchdog_stopping_and_exits
     actions = [json.loads(line).get("action") for line in err.decode().splitlines() if line]
     assert "metrics_server_listening" in actions
     assert "service_stopped" in actions
+
+
+async def _drain_while(
+    read: Callable[[str], Awaitable[bool]], proc: asyncio.subprocess.Process
+) -> None:
+    while proc.returncode is None:
+        await read("")
+        await asyncio.sleep(0.02)

@@ -13,8 +13,10 @@ archive against what Synapse itself stored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -77,10 +79,13 @@ class Scene:
         return [*self.history, *self.sent.values()]
 
 
-@pytest.fixture(scope="module")
-async def scene(
+@contextlib.asynccontextmanager
+async def real_synapse_world(
     synapse_server: SynapseServer, bridge_template: str, archive_template: str
-) -> AsyncIterator[Scene]:
+) -> AsyncIterator[tuple[World, synapse_writer.HttpSynapseWriter]]:
+    """Fresh bridge and archive databases around the session's real Synapse: its database is
+    the Synapse source, its media_store the MEDIA_STORE_PATH; the bridge is simulated through
+    the application service (HTTP) with a login and Matrix user of its own."""
     suffix = uuid.uuid4().hex[:8]
     names = [f"e2e_bridge_{suffix}", f"e2e_archive_{suffix}"]
     bridge_url = await pg.create_database(names[0], template=bridge_template)
@@ -94,29 +99,51 @@ async def scene(
         as_token=synapse_server.as_token,
         server_name=synapse_server.server_name,
     )
-    # A login and user of its own: the session Synapse is shared with other modules.
     rng = random.Random(suffix)
     login = "49151" + "".join(rng.choices("0123456789", k=8))
     sim = simulator.BridgeSimulator(
         pools[0], writer, rng=rng, login_phone=login, user_localpart="alice" + suffix
     )
     world = World(
-        bridge_url,
-        synapse_server.db_url,
-        archive_url,
-        synapse_server.media_store_path,
-        *pools,
+        bridge_url=bridge_url,
+        synapse_url=synapse_server.db_url,
+        archive_url=archive_url,
+        media_store=synapse_server.media_store_path,
+        bridge=pools[0],
+        synapse=pools[1],
+        archive=pools[2],
         sim=sim,
-        writer=writer,  # type: ignore[arg-type]
+        writer=writer,  # type: ignore[arg-type]  # World is typed for the SQL writer
     )
     try:
-        yield await _build_scene(world, synapse_server, sim, writer)
+        yield world, writer
     finally:
         await writer.aclose()
         for pool in pools:
             await pool.close()
         for name in names:
             await pg.drop_database(name)
+
+
+@pytest.fixture
+async def real_world(
+    synapse_server: SynapseServer, bridge_template: str, archive_template: str
+) -> AsyncIterator[World]:
+    """Per test: fresh bridge + archive databases, the session's real Synapse."""
+    async with real_synapse_world(synapse_server, bridge_template, archive_template) as (w, _):
+        yield w
+
+
+@pytest.fixture(scope="module")
+async def scene(
+    synapse_server: SynapseServer, bridge_template: str, archive_template: str
+) -> AsyncIterator[Scene]:
+    """One scene per module (building it through HTTP is the slow part), archived once."""
+    async with real_synapse_world(synapse_server, bridge_template, archive_template) as (
+        world,
+        writer,
+    ):
+        yield await _build_scene(world, synapse_server, world.sim, writer)
 
 
 async def _build_scene(
@@ -382,6 +409,27 @@ async def test_real_synapse__cursor_saved_past_every_row(scene: Scene) -> None:
         value = await scene.world.archive.fetchval(
             "SELECT (value->>'rowid')::bigint FROM archiver_state WHERE name = 'bridge_cursor'"
         )
-        return value == newest
+        return bool(value == newest)
 
     await wait_until(saved, timeout_s=2, what="cursor at the newest rowid")
+
+
+async def test_real_synapse__live_ghost_message_archived_within_a_second(
+    real_world: World,
+) -> None:
+    sim = real_world.sim
+    await sim.setup()
+    contact = await sim.add_contact("Paul Live")
+    chat = await sim.create_dm(contact)
+    async with real_world.running() as svc:
+        await asyncio.wait_for(svc.listener.connected.wait(), 10)
+        await svc.sweeper.sweep_once()  # let the start-up sweep settle first
+        sent = await sim.send_text(chat, contact, "are you there?")
+        await real_world.wait_archived({sent.event_id}, timeout_s=5)
+        elapsed_s = time.time() - sent.committed_at_s
+    event = await real_world.synapse.fetchrow(READ_EVENT, sent.event_id)
+    row = await real_world.archive.fetchrow(READ_ARCHIVED, sent.event_id)
+    assert elapsed_s < 1.0
+    assert row["room_id"] == event["room_id"] == chat.room_id
+    assert row["sender"] == event["sender"] == contact.mxid
+    assert row["room_type"] == "dm"

@@ -28,6 +28,7 @@ from listener import (
     media_source,
     models,
     service,
+    simulator,
     supabase_api,
     supabase_blobstore,
     supabase_media_sink,
@@ -335,6 +336,35 @@ async def test_supabase__media_lands_at_its_content_address_and_20_mb_resumes_ov
         await api.close()
 
 
+async def test_supabase__service_archives_media_into_the_bucket(
+    world: World, supa: Supa, tmp_path: Path
+) -> None:
+    chat = await _one_chat(world)
+    data = os.urandom(50_000)
+    overrides = supa.settings(media_bucket="wa-media", supabase_staging_path=tmp_path / "stage")
+    async with world.running(**overrides):
+        sent = await world.sim.send_media(
+            chat,
+            chat.members[0],
+            simulator.Media("file", data, "application/pdf", "invoice.pdf"),
+        )
+        await supa.wait_archived({sent.event_id})
+
+        async def stored() -> bool:
+            status = await supa.archive.fetchval(
+                "SELECT status FROM media WHERE event_id = $1", sent.event_id
+            )
+            return bool(status == "stored")
+
+        await wait_until(stored, timeout_s=15, what="media stored")
+    sha = hashlib.sha256(data).hexdigest()
+    row = await supa.archive.fetchrow("SELECT * FROM media WHERE event_id = $1", sent.event_id)
+    assert row["storage_path"] == f"{sha[:2]}/{sha[2:4]}/{sha}"
+    if supa.stub is not None:
+        assert supa.stub.storage.object_path("wa-media", row["storage_path"]).read_bytes() == data
+        assert supa.stub.storage.buckets["wa-media"]["public"] is False
+
+
 # -- outages -------------------------------------------------------------------------------------
 
 
@@ -409,6 +439,19 @@ async def test_supabase__retry_after_beyond_the_budget_holds_every_later_request
     finally:
         await sink.close()
     assert waited >= 2.0
+
+
+async def test_supabase__a_slow_answer_times_out_and_is_retried(world: World, supa: Supa) -> None:
+    stub = supa.need_stub()
+    sink = supabase_sink.SupabaseSink(supa.api(timeout_s=0.3, retry_budget_s=5.0))
+    await sink.open()
+    try:
+        slow = stub.faults.add(Fault(path_prefix="/rest/v1/archiver_state", times=1, delay_s=1.0))
+        await sink.write(models.ArchiveBatch(cursor=3))
+    finally:
+        await sink.close()
+    assert slow.fired == 1
+    assert await supa.cursor() == 3
 
 
 async def test_supabase__rejected_row_is_recorded_and_the_rest_proceed(
