@@ -57,7 +57,10 @@ async def fill_sources(bridge_url: str, synapse_url: str, n: int) -> dict[str, A
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-media-") as media:
         writer = synapse_writer.SqlSynapseWriter(
-            synapse, server_name="example.org", media_store_path=Path(media), rng=rng,
+            synapse,
+            server_name="example.org",
+            media_store_path=Path(media),
+            rng=rng,
             thumbnails=False,
         )
         sim = simulator.BridgeSimulator(bridge, writer, rng=rng)
@@ -69,7 +72,9 @@ async def fill_sources(bridge_url: str, synapse_url: str, n: int) -> dict[str, A
             count = min(CHUNK, n - begin)
             chat = sim.chats[i % len(sim.chats)]
             ts = start_ns + begin // MESSAGES_PER_SECOND_OF_HISTORY * simulator.NS_PER_S
-            await sim.insert_many_in_one_transaction(chat, count, start_ts_ns=ts, one_statement=True)
+            await sim.insert_many_in_one_transaction(
+                chat, count, start_ts_ns=ts, one_statement=True
+            )
     fill_s = time.perf_counter() - t0
     for pool in (bridge, synapse):
         await pool.execute("VACUUM ANALYZE")
@@ -88,8 +93,11 @@ async def build_sources(dbs: common.Databases, n: int) -> dict[str, str]:
 
 
 def run_cli(urls: dict[str, str], archive_url: str, batch: int, workers: int) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("WHATSAPP_", "SYNAPSE_", "ARCHIVE_", "SUPABASE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("WHATSAPP_", "SYNAPSE_", "ARCHIVE_", "SUPABASE_"))
+    }
     env |= {
         "WHATSAPP_DB_URL": urls["bridge"],
         "SYNAPSE_DB_URL": urls["synapse"],
@@ -101,7 +109,10 @@ def run_cli(urls: dict[str, str], archive_url: str, batch: int, workers: int) ->
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "listener", "backfill"],
-        cwd=common.REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=common.REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     chunks: dict[str, bytes] = {}
     readers = [
@@ -179,8 +190,12 @@ async def main(args: argparse.Namespace) -> None:
     worker_counts = [4] if args.quick else [1, 2, 4, 8]
     repeats = 1 if args.quick else args.repeats
     info = common.machine_info()
-    result: dict[str, Any] = {"benchmark": "backfill", "machine": info, "quick": args.quick,
-                              "messages": n}
+    result: dict[str, Any] = {
+        "benchmark": "backfill",
+        "machine": info,
+        "quick": args.quick,
+        "messages": n,
+    }
     async with common.databases() as dbs:
         print(f"generating {n:,} messages ...", flush=True)
         _, bridge = await dbs.bridge(trigger=True)
@@ -204,19 +219,28 @@ async def main(args: argparse.Namespace) -> None:
                 reps[f"{b}x{w}"].append(await measured(dbs, template, urls, b, w, n))
         result["repeats"] = {
             key: {
-                "median_rate_wall_per_s": round(common.median([r["rate_wall_per_s"] for r in runs]), 1),
-                "median_rate_cli_per_s": round(common.median([r["rate_cli_per_s"] or 0 for r in runs]), 1),
+                "median_rate_wall_per_s": round(
+                    common.median([r["rate_wall_per_s"] for r in runs]), 1
+                ),
+                "median_rate_cli_per_s": round(
+                    common.median([r["rate_cli_per_s"] or 0 for r in runs]), 1
+                ),
                 "max_peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-                "median_cpu_s": round(common.median([r["cpu_user_s"] + r["cpu_sys_s"] for r in runs]), 2),
+                "median_cpu_s": round(
+                    common.median([r["cpu_user_s"] + r["cpu_sys_s"] for r in runs]), 2
+                ),
                 "rates": [r["rate_wall_per_s"] for r in runs],
                 "all_ok": all(r["ok"] for r in runs),
             }
             for key, runs in reps.items()
         }
         print(f"seed baseline ({args.seed_polls} polls of 5 s) ...", flush=True)
-        seed_archive, seed_url = await dbs.create("archive", template=template)
+        _, seed_url = await dbs.create("archive", template=template)
         seed = await seed_baseline.run_seed(
-            bridge, synapse, seed_url, polls=args.seed_polls,
+            bridge,
+            synapse,
+            seed_url,
+            polls=args.seed_polls,
             poll_interval_s=1.0 if args.quick else 5.0,
         )
         result["seed_baseline"] = seed
@@ -237,21 +261,35 @@ def finish(result: dict[str, Any], n: int) -> None:
         round(rate / seed["unthrottled_per_s"], 1) if seed["unthrottled_per_s"] else None
     )
     result["targets"] = [
-        {"name": f">= {RATE_TARGET:,.0f} msg/s (default 100x4)", "value": f"{rate:,.0f}/s",
-         "verdict": "met" if rate >= RATE_TARGET else "MISSED"},
-        {"name": f">= {RATE_TARGET:,.0f} msg/s (best {best_key})",
-         "value": f"{reps[best_key]['median_rate_wall_per_s']:,.0f}/s",
-         "verdict": "met" if reps[best_key]["median_rate_wall_per_s"] >= RATE_TARGET else "MISSED"},
-        {"name": f"peak RSS <= {RSS_TARGET_MB:.0f} MB", "value": f"{rss} MB",
-         "verdict": "met" if rss <= RSS_TARGET_MB else "MISSED"},
+        {
+            "name": f">= {RATE_TARGET:,.0f} msg/s (default 100x4)",
+            "value": f"{rate:,.0f}/s",
+            "verdict": "met" if rate >= RATE_TARGET else "MISSED",
+        },
+        {
+            "name": f">= {RATE_TARGET:,.0f} msg/s (best {best_key})",
+            "value": f"{reps[best_key]['median_rate_wall_per_s']:,.0f}/s",
+            "verdict": "met"
+            if reps[best_key]["median_rate_wall_per_s"] >= RATE_TARGET
+            else "MISSED",
+        },
+        {
+            "name": f"peak RSS <= {RSS_TARGET_MB:.0f} MB",
+            "value": f"{rss} MB",
+            "verdict": "met" if rss <= RSS_TARGET_MB else "MISSED",
+        },
     ]
     lines = [f"backfill of {n:,} messages ({result['generation']['fill_seconds']} s to generate):"]
     for r in result["matrix"]:
-        lines.append(f"  batch {r['batch_size']:5} x {r['workers']} workers: "
-                     f"{r['rate_wall_per_s']:9,.0f} msg/s, peak RSS {r['peak_rss_mb']} MB")
+        lines.append(
+            f"  batch {r['batch_size']:5} x {r['workers']} workers: "
+            f"{r['rate_wall_per_s']:9,.0f} msg/s, peak RSS {r['peak_rss_mb']} MB"
+        )
     for key, v in reps.items():
-        lines.append(f"  repeated {key}: median {v['median_rate_wall_per_s']:,.0f} msg/s "
-                     f"(runs {v['rates']}), peak RSS {v['max_peak_rss_mb']} MB")
+        lines.append(
+            f"  repeated {key}: median {v['median_rate_wall_per_s']:,.0f} msg/s "
+            f"(runs {v['rates']}), peak RSS {v['max_peak_rss_mb']} MB"
+        )
     lines.append(
         f"  seed poll loop: {seed['per_message_ms']} ms/message, {seed['throughput_per_s']} msg/s "
         f"-> {result['seed_extrapolated']['hours']} h for {n:,}; archiver-db default is "

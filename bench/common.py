@@ -146,8 +146,13 @@ def code_fingerprint() -> dict[str, str]:
     import hashlib
 
     digest = hashlib.sha256()
-    for path in sorted([*(REPO / "listener").rglob("*.py"), *(REPO / "listener").rglob("*.sql"),
-                        *(REPO / "sql").rglob("*.sql")]):
+    for path in sorted(
+        [
+            *(REPO / "listener").rglob("*.py"),
+            *(REPO / "listener").rglob("*.sql"),
+            *(REPO / "sql").rglob("*.sql"),
+        ]
+    ):
         digest.update(str(path.relative_to(REPO)).encode())
         digest.update(path.read_bytes())
     source = Path(os.environ.get("BENCH_SOURCE_TREE", REPO))
@@ -156,7 +161,8 @@ def code_fingerprint() -> dict[str, str]:
     ).stdout.strip()
     dirty = subprocess.run(
         ["git", "-C", str(source), "status", "--porcelain", "--", "listener", "sql"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     return {
         "git_head": head or "?",
@@ -169,16 +175,25 @@ def code_fingerprint() -> dict[str, str]:
 def machine_info() -> dict[str, Any]:
     """What the docs ask for next to every number: cores, memory, versions, date, PG settings."""
     free = subprocess.run(["free", "-h"], capture_output=True, text=True).stdout.strip()
-    pg = subprocess.run(
-        [
-            "psql", "-X", "-At", "-d", ADMIN_URL, "-c",
-            "SELECT version(); SELECT name || '=' || setting FROM pg_settings WHERE name IN "
-            "('fsync','synchronous_commit','wal_sync_method','shared_buffers','autovacuum',"
-            "'commit_delay') ORDER BY name",
-        ],
-        capture_output=True,
-        text=True,
-    ).stdout.strip().splitlines()
+    pg = (
+        subprocess.run(
+            [
+                "psql",
+                "-X",
+                "-At",
+                "-d",
+                ADMIN_URL,
+                "-c",
+                "SELECT version(); SELECT name || '=' || setting FROM pg_settings WHERE name IN "
+                "('fsync','synchronous_commit','wal_sync_method','shared_buffers','autovacuum',"
+                "'commit_delay') ORDER BY name",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()
+    )
     load = os.getloadavg()
     return {
         "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),

@@ -110,11 +110,25 @@ class TrafficProcess:
     async def start(self) -> None:
         a = self._args
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.latency", "--traffic-child",
-            "--bridge-url", self._urls[0], "--synapse-url", self._urls[1],
-            "--rate", str(a.rate), "--warmup-s", str(a.warmup_s),
-            "--duration-s", str(a.duration_s), "--out", str(self._out),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=common.REPO,
+            sys.executable,
+            "-m",
+            "bench.latency",
+            "--traffic-child",
+            "--bridge-url",
+            self._urls[0],
+            "--synapse-url",
+            self._urls[1],
+            "--rate",
+            str(a.rate),
+            "--warmup-s",
+            str(a.warmup_s),
+            "--duration-s",
+            str(a.duration_s),
+            "--out",
+            str(self._out),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=common.REPO,
         )
         assert self.proc.stdout is not None
         line = (await self.proc.stdout.readline()).decode().strip()
@@ -122,7 +136,9 @@ class TrafficProcess:
             raise RuntimeError(f"traffic child failed to start: {line!r}")
 
     async def run(self) -> list[Sent]:
-        assert self.proc is not None and self.proc.stdin and self.proc.stdout
+        assert self.proc is not None
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
         self.proc.stdin.write(b"GO\n")
         await self.proc.stdin.drain()
         await self.proc.stdout.read()
@@ -136,7 +152,9 @@ class TrafficProcess:
 # -- the floor: bare LISTEN ---------------------------------------------------------------------
 
 
-async def measure_floor(args: argparse.Namespace, bridge_url: str, synapse_url: str) -> dict[str, Any]:
+async def measure_floor(
+    args: argparse.Namespace, bridge_url: str, synapse_url: str
+) -> dict[str, Any]:
     received: list[tuple[float, str]] = []
     conn = await asyncpg.connect(bridge_url, server_settings={"application_name": "bench-floor"})
     await conn.add_listener(
@@ -224,7 +242,9 @@ def summarize_archiver(
     sent: list[Sent], archived: Archived, svc: service.Service, wall_s: float
 ) -> dict[str, Any]:
     def lat(items: list[Sent]) -> list[float]:
-        return [archived.at[s.event_id] - s.committed_at_s for s in items if s.event_id in archived.at]
+        return [
+            archived.at[s.event_id] - s.committed_at_s for s in items if s.event_id in archived.at
+        ]
 
     steady = [s for s in sent if not s.warmup]
     warm = [s for s in sent if s.warmup]
@@ -314,7 +334,9 @@ class Stages:
 
     def summary(self, sent: list[Sent], archived: Archived) -> dict[str, Any]:
         steady = [s for s in sent if not s.warmup]
-        notify = [self.notified[s.rowid] - s.committed_at_s for s in steady if s.rowid in self.notified]
+        notify = [
+            self.notified[s.rowid] - s.committed_at_s for s in steady if s.rowid in self.notified
+        ]
         queue = [
             self.started[s.rowid] - self.notified[s.rowid]
             for s in steady
@@ -365,7 +387,9 @@ def human(result: dict[str, Any]) -> str:
     for key in ("commit_to_notify", "notify_to_batch_start", "batch_start_to_archive_commit"):
         lines.append(f"    {key}: p50 {st[key].get('p50_ms')} ms, p99 {st[key].get('p99_ms')} ms")
     for key, v in st["calls"].items():
-        lines.append(f"    call {key}: n={v.get('n')} p50 {v.get('p50_ms')} ms, p99 {v.get('p99_ms')} ms")
+        lines.append(
+            f"    call {key}: n={v.get('n')} p50 {v.get('p50_ms')} ms, p99 {v.get('p99_ms')} ms"
+        )
     if "floor" in result:
         f = result["floor"]["latency"]
         lines.append(
@@ -405,10 +429,16 @@ async def main(args: argparse.Namespace) -> None:
             result["archiver"] = await measure_archiver(args, urls, Path(media))
     a = result["archiver"]["latency"]
     result["targets"] = [
-        {"name": f"p50 <= {P50_TARGET_MS} ms", "value": f"{a.get('p50_ms')} ms",
-         "verdict": "met" if a.get("p50_ms", 1e9) <= P50_TARGET_MS else "MISSED"},
-        {"name": f"p99 <= {P99_TARGET_MS} ms", "value": f"{a.get('p99_ms')} ms",
-         "verdict": "met" if a.get("p99_ms", 1e9) <= P99_TARGET_MS else "MISSED"},
+        {
+            "name": f"p50 <= {P50_TARGET_MS} ms",
+            "value": f"{a.get('p50_ms')} ms",
+            "verdict": "met" if a.get("p50_ms", 1e9) <= P50_TARGET_MS else "MISSED",
+        },
+        {
+            "name": f"p99 <= {P99_TARGET_MS} ms",
+            "value": f"{a.get('p99_ms')} ms",
+            "verdict": "met" if a.get("p99_ms", 1e9) <= P99_TARGET_MS else "MISSED",
+        },
     ]
     common.emit("latency", result, human(result))
 
@@ -429,8 +459,9 @@ def cli() -> None:
     parser.add_argument("--duration-s", type=float, default=60.0)
     parser.add_argument("--warmup-s", type=float, default=5.0)
     parser.add_argument("--floor-s", type=float, default=30.0, help="0 skips the floor")
-    parser.add_argument("--sim-inproc", action="store_true",
-                        help="run the simulator in the archiver's event loop")
+    parser.add_argument(
+        "--sim-inproc", action="store_true", help="run the simulator in the archiver's event loop"
+    )
     parser.add_argument("--traffic-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bridge-url", help=argparse.SUPPRESS)
     parser.add_argument("--synapse-url", help=argparse.SUPPRESS)

@@ -53,7 +53,8 @@ async def main(args: argparse.Namespace) -> None:
     }
     lat = result["latency"]
     common.emit(
-        "pool_roundtrip", result,
+        "pool_roundtrip",
+        result,
         "SELECT 1, median per call: " + ", ".join(f"{k} {v['p50_ms']} ms" for k, v in lat.items()),
     )
 

@@ -66,8 +66,12 @@ async def main(args: argparse.Namespace) -> None:
         await backfill.fill_sources(bridge, synapse, n)
         a_name, archive = await dbs.archive()
         config = settings.Settings(
-            whatsapp_db_url=bridge, synapse_db_url=synapse, archive_db_url=archive,
-            batch_size=args.batch_size, workers=args.workers, log_level="WARNING",
+            whatsapp_db_url=bridge,
+            synapse_db_url=synapse,
+            archive_db_url=archive,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            log_level="WARNING",
         )
         svc = service.Service(config)
         await svc.open()
@@ -100,7 +104,8 @@ async def main(args: argparse.Namespace) -> None:
         "postgres_cpu_us_per_message": round(pg.cpu_s / done * 1e6, 1) if done else None,
     }
     common.emit(
-        "profile_backfill", result,
+        "profile_backfill",
+        result,
         f"{done} rows in {wall:.1f} s under cProfile; archiver CPU {own:.1f} s, PostgreSQL "
         f"backends CPU {pg.cpu_s:.1f} s ({result['postgres_cpu_us_per_message']} us/message)",
     )

@@ -138,7 +138,11 @@ async def run_seed(
 
 def extrapolate(seed: dict[str, Any], messages: int) -> dict[str, Any]:
     rate = seed["throughput_per_s"]
-    return {"messages": messages, "seconds": round(messages / rate, 1), "hours": round(messages / rate / 3600, 2)}
+    return {
+        "messages": messages,
+        "seconds": round(messages / rate, 1),
+        "hours": round(messages / rate / 3600, 2),
+    }
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -150,10 +154,17 @@ async def main(args: argparse.Namespace) -> None:
     async with common.databases() as dbs:
         urls = await backfill.build_sources(dbs, n)
         _, archive = await dbs.archive()
-        seed = await run_seed(urls["bridge"], urls["synapse"], archive, polls=args.polls,
-                              poll_interval_s=interval)
-    result = {"benchmark": "seed_baseline", "machine": info, "quick": args.quick,
-              "messages_in_bridge": n, "seed": seed, "extrapolated_100k": extrapolate(seed, 100_000)}
+        seed = await run_seed(
+            urls["bridge"], urls["synapse"], archive, polls=args.polls, poll_interval_s=interval
+        )
+    result = {
+        "benchmark": "seed_baseline",
+        "machine": info,
+        "quick": args.quick,
+        "messages_in_bridge": n,
+        "seed": seed,
+        "extrapolated_100k": extrapolate(seed, 100_000),
+    }
     human = (
         f"seed poll loop: {seed['rows']} rows in {seed['polls']} polls of {interval:.0f} s; "
         f"{seed['per_message_ms']:.2f} ms per message (Synapse query + upsert + state write); "

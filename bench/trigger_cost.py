@@ -186,11 +186,24 @@ class ListenerProcess:
 def pgbench(url: str, scenario: Scenario, script: Path, logdir: Path | None) -> dict[str, Any]:
     parts = urlsplit(url)
     args = [
-        "pgbench", "-n", "-M", "prepared",
-        "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432),
-        "-U", parts.username or "postgres",
-        "-c", str(scenario.clients), "-j", str(min(scenario.clients, 2)),
-        "-T", str(int(scenario.seconds)), "-f", str(script),
+        "pgbench",
+        "-n",
+        "-M",
+        "prepared",
+        "-h",
+        parts.hostname or "127.0.0.1",
+        "-p",
+        str(parts.port or 5432),
+        "-U",
+        parts.username or "postgres",
+        "-c",
+        str(scenario.clients),
+        "-j",
+        str(min(scenario.clients, 2)),
+        "-T",
+        str(int(scenario.seconds)),
+        "-f",
+        str(script),
     ]
     if scenario.rate:
         args += ["-R", str(scenario.rate)]
@@ -241,9 +254,7 @@ async def prepare_bridge(url: str) -> None:
     """One group portal and one ghost, so message rows satisfy the bridge's foreign keys."""
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(
-            simulator.INSERT_GHOST, "", GHOST_ID, "Bench Ghost", True, "[]", "{}"
-        )
+        await conn.execute(simulator.INSERT_GHOST, "", GHOST_ID, "Bench Ghost", True, "[]", "{}")
         await conn.execute(
             simulator.INSERT_PORTAL, "", PORTAL_ID, "", "!bench:example.org", None, "Bench", ""
         )
@@ -293,8 +304,13 @@ async def explain_trigger_ms(url: str, modes: tuple[str, ...], samples: int) -> 
                 plan = json.loads(await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql))[0]
                 total.append(plan["Execution Time"])
                 # Only ours: the foreign-key checks are triggers too (RI_ConstraintTrigger_*).
-                trig.append(sum(t["Time"] for t in plan.get("Triggers", [])
-                                if t["Trigger Name"].startswith("archiver_db")))
+                trig.append(
+                    sum(
+                        t["Time"]
+                        for t in plan.get("Triggers", [])
+                        if t["Trigger Name"].startswith("archiver_db")
+                    )
+                )
         finally:
             await conn.close()
         out[mode] = {
@@ -330,7 +346,12 @@ async def run_scenarios(
                     if mode == "unlistened":
                         listener.resume()
                 run = Run(
-                    scenario.name, mode, rnd, res["tps"], res["txns"], res["latency_avg_ms"],
+                    scenario.name,
+                    mode,
+                    rnd,
+                    res["tps"],
+                    res["txns"],
+                    res["latency_avg_ms"],
                     res.get("lag_avg_ms"),
                     common.summarize_ms(res["exec_s"]) if "exec_s" in res else {},
                 )
@@ -356,12 +377,7 @@ def analyse(runs: list[Run], scenarios: list[Scenario]) -> dict[str, Any]:
         fast = [r for r in mine if r.mode == "fast"]
         med_t = common.median([r.tps for r in trig])
         med_n = common.median([r.tps for r in none])
-        paired = [
-            t.tps / n.tps
-            for t in trig
-            for n in none
-            if t.round == n.round
-        ]
+        paired = [t.tps / n.tps for t in trig for n in none if t.round == n.round]
         entry: dict[str, Any] = {
             "clients": scenario.clients,
             "seconds_per_run": scenario.seconds,
@@ -376,8 +392,10 @@ def analyse(runs: list[Run], scenarios: list[Scenario]) -> dict[str, Any]:
             "median_latency_ms_trigger": round(common.median([r.latency_avg_ms for r in trig]), 4),
             "median_latency_ms_none": round(common.median([r.latency_avg_ms for r in none]), 4),
         }
-        for label, extra in (("fast_path_experiment", fast),
-                             ("no_listener", [r for r in mine if r.mode == "unlistened"])):
+        for label, extra in (
+            ("fast_path_experiment", fast),
+            ("no_listener", [r for r in mine if r.mode == "unlistened"]),
+        ):
             if extra:
                 xpaired = [x.tps / n.tps for x in extra for n in none if x.round == n.round]
                 entry |= {
@@ -426,16 +444,20 @@ def human(result: dict[str, Any], listener: dict[str, int], quick: bool) -> str:
             f"{p['exec_p50_ms_trigger']:.3f} ms, p99 {p['exec_p99_ms_none']:.3f} -> "
             f"{p['exec_p99_ms_trigger']:.3f} ms)"
         )
-    for label, text in (("fast_path_experiment", "the bench-only fast-path function"),
-                        ("no_listener", "the trigger but no LISTENer connected")):
+    for label, text in (
+        ("fast_path_experiment", "the bench-only fast-path function"),
+        ("no_listener", "the trigger but no LISTENer connected"),
+    ):
         if f"{label}_slowdown_pct" in s.get("single", {}):
             lines.append(
                 f"  single with {text}: {s['single'][f'median_tps_{label}']} tps -> "
                 f"{s['single'][f'{label}_slowdown_pct']:+.1f}% vs none"
             )
     for mode, e in result["explain_single_insert"].items():
-        lines.append(f"  EXPLAIN ANALYZE single INSERT, {mode:7}: statement {e['statement_ms_median']} ms,"
-                     f" of which trigger {e['trigger_ms_median']} ms (median)")
+        lines.append(
+            f"  EXPLAIN ANALYZE single INSERT, {mode:7}: statement {e['statement_ms_median']} ms,"
+            f" of which trigger {e['trigger_ms_median']} ms (median)"
+        )
     for target in result["targets"]:
         lines.append(f"  target {target['name']}: {target['value']} -> {target['verdict']}")
     lines.append(f"  listener received {listener}")
@@ -450,8 +472,14 @@ async def main(args: argparse.Namespace) -> None:
     scenarios = [
         Scenario("single", SINGLE_SQL, 1, seconds, modes=("trigger", "none", "fast", "unlistened")),
         Scenario("four", SINGLE_SQL, 4, seconds),
-        Scenario("paced", SINGLE_SQL, 1, 2.0 if args.quick else args.paced_seconds,
-                 rate=args.rate, log=True),
+        Scenario(
+            "paced",
+            SINGLE_SQL,
+            1,
+            2.0 if args.quick else args.paced_seconds,
+            rate=args.rate,
+            log=True,
+        ),
         Scenario("bulk", BULK_SQL, 1, seconds, rows_per_txn=1000),
     ]
     if args.only:
@@ -489,12 +517,22 @@ async def main(args: argparse.Namespace) -> None:
     sc = result["scenarios"]
     if "single" in sc:
         v = sc["single"]["slowdown_pct"]
-        targets.append({"name": "single writer <= 10% slower", "value": f"{v:.1f}%",
-                        "verdict": "met" if v <= 10 else "MISSED"})
+        targets.append(
+            {
+                "name": "single writer <= 10% slower",
+                "value": f"{v:.1f}%",
+                "verdict": "met" if v <= 10 else "MISSED",
+            }
+        )
     if "paced" in sc:
         v = sc["paced"]["added_mean_ms_median_of_pairs"]
-        targets.append({"name": "paced 400/s added mean latency < 0.3 ms",
-                        "value": f"{v:.3f} ms", "verdict": "met" if v < 0.3 else "MISSED"})
+        targets.append(
+            {
+                "name": "paced 400/s added mean latency < 0.3 ms",
+                "value": f"{v:.3f} ms",
+                "verdict": "met" if v < 0.3 else "MISSED",
+            }
+        )
     result["targets"] = targets
     common.emit("trigger_cost", result, human(result, received, args.quick))
 

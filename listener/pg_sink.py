@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -101,6 +103,58 @@ def _dedupe_messages(messages: list[models.ArchivedMessage]) -> list[models.Arch
     return list(by_event.values())
 
 
+_COMBINED_PARTS = (
+    ("messages", "sink_upsert_messages"),
+    ("edits", "sink_upsert_edits"),
+    ("reactions", "sink_upsert_reactions"),
+    ("rooms", "sink_register_rooms"),
+    ("cursor", "sink_save_cursor"),
+)
+_PARAMETER = re.compile(r"\$(\d+)")
+
+
+@functools.cache
+def combined_write_query() -> str:
+    """The per-table upserts as data-modifying CTEs of one statement, parameters renumbered.
+
+    Built from the same query files the multi-statement path runs, so there is one source
+    of truth for each upsert. PostgreSQL runs every data-modifying CTE exactly once, to
+    completion, whether or not the final SELECT reads it.
+    """
+    ctes = []
+    offset = 0
+    for name, query in _COMBINED_PARTS:
+        lines = named_queries.load(query).splitlines()
+        body = "\n".join(line for line in lines if not line.lstrip().startswith("--"))
+        count = max(int(n) for n in _PARAMETER.findall(body))
+        body = _renumber(body, offset)
+        ctes.append(f"write_{name} AS (\n{body.strip()}\n)")
+        offset += count
+    return "WITH " + ",\n".join(ctes) + "\nSELECT 1"
+
+
+def _renumber(sql: str, offset: int) -> str:
+    def shift(match: re.Match[str]) -> str:
+        return f"${int(match.group(1)) + offset}"
+
+    return _PARAMETER.sub(shift, sql)
+
+
+def _combined_args(batch: models.ArchiveBatch) -> list[Any]:
+    messages = _dedupe_messages(batch.messages)
+    edits = list({e.edit_event_id: e for e in batch.edits}.values())
+    reactions = list({r.reaction_event_id: r for r in batch.reactions}.values())
+    rooms = list({r.room_id: r for r in batch.new_rooms}.values())
+    return [
+        *_message_columns(messages),
+        *_edit_columns(edits),
+        *_reaction_columns(reactions),
+        *_room_columns(rooms),
+        sink.CURSOR_KEY,
+        batch.cursor,
+    ]
+
+
 class PostgresSink:
     name = "postgres"
 
@@ -138,8 +192,12 @@ class PostgresSink:
 
     async def write(self, batch: models.ArchiveBatch) -> None:
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                await self._write(conn, batch)
+            if batch.failures or batch.resolved_subjects:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    await self._write(conn, batch)
+            else:
+                # The hot path: one statement, one round trip, atomic on its own.
+                await self.pool.execute(combined_write_query(), *_combined_args(batch))
         except (*pgconnect.CONNECTION_ERRORS, asyncpg.PostgresConnectionError) as exc:
             raise errors.SinkUnavailable(
                 f"archive write failed: {pgconnect.describe(exc)}"

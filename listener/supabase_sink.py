@@ -284,6 +284,37 @@ class SupabaseSink:
             last = str(rows[0]["room_id"])
             rooms.add(last)
 
+    async def media_catchup(
+        self, since: datetime, message_types: list[str], limit: int
+    ) -> list[dict[str, Any]]:
+        """Archived media messages without any media row, oldest write first (as the PG sink's
+        sink_media_catchup.sql; the anti-join is done here, a page of messages at a time)."""
+        found: list[dict[str, Any]] = []
+        after = since.isoformat()
+        while len(found) < limit:
+            page = await self._catchup_page(after, message_types, limit)
+            if not page:
+                break
+            with_media = await self.api.select_in(
+                "media", "event_id", "event_id", [r["event_id"] for r in page]
+            )
+            known = {r["event_id"] for r in with_media}
+            found += [_catchup_row(r) for r in page if r["event_id"] not in known]
+            if len(page) < limit:
+                break
+            after = page[-1]["updated_at"]
+        return found[:limit]
+
+    async def _catchup_page(
+        self, after: str, message_types: list[str], limit: int
+    ) -> list[dict[str, Any]]:
+        def where(q: supabase_api.Query) -> supabase_api.Query:
+            q = q.gte("updated_at", after).in_("message_type", message_types)
+            return q.not_.is_("content", "null").order("updated_at").order("event_id").limit(limit)
+
+        columns = "event_id,message_type,content,room_id,whatsapp_chat_id,updated_at"
+        return await self.api.select("messages", columns, where)
+
     def media_backends(
         self, config: settings.Settings
     ) -> tuple[media_sink.MediaSink, blobstore.BlobStore]:
@@ -302,3 +333,11 @@ class SupabaseSink:
 
     async def ping(self) -> None:
         await self.api.select("archiver_state", "name", lambda q: q.limit(1))
+
+
+def _catchup_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **row,
+        "content": json.dumps(row["content"]),
+        "updated_at": datetime.fromisoformat(row["updated_at"]),
+    }

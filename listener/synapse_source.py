@@ -40,7 +40,7 @@ def _event(r: asyncpg.Record) -> models.SynapseEvent:
         rejection_reason=r["rejection_reason"],
         internal_metadata=r["internal_metadata"],
         received_ts_ms=r["received_ts"],
-        edits=tuple(_edit(item) for item in json.loads(r["edits"] or "[]")),
+        edits=tuple(_edit(item) for item in json.loads(r["edits"])) if r["edits"] else (),
         redaction=redaction,
     )
 

@@ -53,6 +53,11 @@ def dumps(value: Any) -> str:
 
 def storable_json(value: Any) -> tuple[str, str | None]:
     """``(jsonb_text, raw_or_None)``: raw is the lossless ASCII-escaped original when needed."""
-    safe, changed = sanitise_json(value)
-    raw = json.dumps(value, ensure_ascii=True, separators=(",", ":")) if changed else None
-    return dumps(safe), raw
+    text = dumps(value)
+    if "\\u0000" not in text and not needs_sanitising(text):
+        # The common case: one serialisation and two scans, all in C. json.dumps writes NUL
+        # as the escape \u0000 and keeps a lone surrogate as itself; anything that looks
+        # like either (even an escaped backslash before "u0000") takes the careful path.
+        return text, None
+    safe, _changed = sanitise_json(value)
+    return dumps(safe), json.dumps(value, ensure_ascii=True, separators=(",", ":"))
