@@ -31,11 +31,9 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 from bench import backfill, common, latency
@@ -148,14 +146,16 @@ async def measure_backfill(dbs: common.Databases, n: int, repeats: int) -> dict[
 
 @contextlib.asynccontextmanager
 async def supabase_service(
-    urls: dict[str, str], stub_url: str, media: Path, hook: Any
+    urls: dict[str, str], stub_url: str, hook: Any
 ) -> AsyncIterator[service.Service]:
     config = settings.Settings(
         whatsapp_db_url=urls["bridge"],
         synapse_db_url=urls["synapse"],
         supabase_url=stub_url,
         supabase_key=DEFAULT_KEY,
-        media_store_path=media,
+        # Media off, as in bench/latency.py (no MEDIA_ARCHIVE_PATH there): text latency only.
+        media_store_path=None,
+        download_media=False,
         log_level="WARNING",
         metrics_addr="127.0.0.1:0",
     )
@@ -182,8 +182,8 @@ async def measure_latency(dbs: common.Databases, args: argparse.Namespace) -> di
     print(
         f"latency: {args.rate}/s for {args.duration_s} s through the Supabase sink ...", flush=True
     )
-    with stub_process(urls["archive"]) as stub_url, tempfile.TemporaryDirectory() as media:
-        async with supabase_service(urls, stub_url, Path(media), archived.hook):
+    with stub_process(urls["archive"]) as stub_url:
+        async with supabase_service(urls, stub_url, archived.hook):
             child = latency.TrafficProcess(args, urls["bridge"], urls["synapse"])
             await child.start()
             sent = await child.run()

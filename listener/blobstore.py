@@ -6,10 +6,11 @@ the plaintext durable under its content address ``<sha[0:2]>/<sha[2:4]>/<sha>``;
 bytes ingested twice are stored once. It returns only after the bytes are durable, so the
 caller may then record them. ``exists`` says whether an address is already stored.
 
-:func:`stage` is the shared single pass (read, hash, decrypt, write, fsync) that every store
-uses: :class:`LocalBlobStore` stages into ``<root>/.incoming`` (same file system) and renames;
-a remote store (Supabase Storage) stages into a local temporary file, then uploads it
-(resumable above its size limit) unless ``exists`` says the address is already there.
+:func:`stage` is the shared single pass (copy, hash, decrypt, verify, fsync; the loops are in
+:mod:`listener.blobcopy`) that every store uses: :class:`LocalBlobStore` stages into
+``<root>/.incoming`` (same file system) and links; a remote store (Supabase Storage) stages into
+a local temporary file, then uploads it (resumable above its size limit) unless ``exists`` says
+the address is already there.
 """
 
 from __future__ import annotations
@@ -21,16 +22,17 @@ import hmac
 import os
 import threading
 import uuid
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import aiofiles
 
-from listener import crypto_attachment, errors
+from listener import blobcopy, crypto_attachment, errors
 
 CHUNK_BYTES = 4 << 20  # measured: 4 MiB chunks beat 1 MiB by ~2x on 1 GiB
+_NO_LIMIT = 1 << 62
 INCOMING_DIR = ".incoming"
 Source = Path | AsyncIterable[bytes]
 
@@ -59,7 +61,7 @@ class StoredBlob:
 
 @dataclass(frozen=True, slots=True)
 class Staged:
-    """The outcome of :func:`stage`: a verified, fsynced plaintext file."""
+    """The outcome of :func:`stage`: a verified plaintext file (fsynced unless asked not to)."""
 
     path: Path
     sha256: str
@@ -103,7 +105,17 @@ class _Pass:
         self._expected_sha = expected_source_sha256
         self.size = 0
 
-    def feed(self, chunk: bytes) -> bytes:
+    @property
+    def plain(self) -> bool:
+        """The bytes are stored as read (no decryption): a kernel copy can move them."""
+        return self._decryptor is None
+
+    @property
+    def limit(self) -> int:
+        """Bytes worth reading: one past the expected size is enough to reject the source."""
+        return _NO_LIMIT if self._expected_size is None else self._expected_size + 1
+
+    def feed(self, chunk: bytes | memoryview) -> bytes | memoryview:
         self.size += len(chunk)
         if self._expected_size is not None and self.size > self._expected_size:
             raise errors.MediaIntegrityError(
@@ -127,31 +139,51 @@ class _Pass:
 
 
 def _stage_file(
-    source: Path, target: Path, one_pass: _Pass, chunk_bytes: int, cancelled: threading.Event
+    source: Path,
+    target: Path,
+    one_pass: _Pass,
+    chunk_bytes: int,
+    cancelled: threading.Event,
+    durable: bool,
 ) -> Staged:
-    """The whole copy in one worker thread: read, hash/decrypt, write, fsync.
+    """The whole copy in worker threads, off the event loop: copy, hash/decrypt, fsync.
 
-    Measured faster than a thread hop per read and write (aiofiles) and it keeps the event
-    loop free; hashing and AES release the GIL. ``cancelled`` stops it between chunks.
+    Plain files are copied by the kernel while this thread hashes the copied bytes
+    (:func:`blobcopy.copy_file`; measured 2-3x faster on 1 GiB than read/hash/write in one
+    loop); encrypted ones go through one buffer. ``cancelled`` stops either between chunks.
     """
-    with source.open("rb") as src, target.open("xb") as out:
-        while chunk := src.read(chunk_bytes):
-            if cancelled.is_set():
-                raise asyncio.CancelledError
-            out.write(one_pass.feed(chunk))
+    with _fd(source, os.O_RDONLY) as src, _fd(target, os.O_RDWR | os.O_CREAT | os.O_EXCL) as dst:
+        feed, limit = one_pass.feed, one_pass.limit
+        copied = one_pass.plain and blobcopy.copy_file(
+            src, dst, feed, chunk_bytes=chunk_bytes, limit=limit, cancelled=cancelled
+        )
+        if not copied:
+            blobcopy.read_write(src, dst, feed, chunk_bytes=chunk_bytes, cancelled=cancelled)
         staged = one_pass.finish(target)
-        out.flush()
-        os.fsync(out.fileno())
+        if durable:
+            os.fsync(dst)
     return staged
 
 
-async def _stage_stream(source: AsyncIterable[bytes], target: Path, one_pass: _Pass) -> Staged:
+@contextlib.contextmanager
+def _fd(path: Path, flags: int) -> Iterator[int]:
+    fd = os.open(path, flags | os.O_CLOEXEC, 0o666)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+async def _stage_stream(
+    source: AsyncIterable[bytes], target: Path, one_pass: _Pass, durable: bool
+) -> Staged:
     async with aiofiles.open(target, "xb") as out:
         async for chunk in source:
             await out.write(one_pass.feed(chunk))
         staged = one_pass.finish(target)
         await out.flush()
-        await asyncio.to_thread(os.fsync, out.fileno())
+        if durable:
+            await asyncio.to_thread(os.fsync, out.fileno())
     return staged
 
 
@@ -163,19 +195,21 @@ async def stage(
     expected_size: int | None = None,
     expected_source_sha256: str | None = None,
     chunk_bytes: int = CHUNK_BYTES,
+    durable: bool = True,
 ) -> Staged:
     """Copy ``source`` to the new file ``target`` in one pass, verify it, fsync it.
 
-    Memory stays at a few chunks whatever the size. On any error ``target`` is removed.
+    Memory stays at a chunk or two whatever the size. On any error ``target`` is removed.
+    ``durable=False`` skips the fsync for a caller that makes the file durable itself.
     """
     one_pass = _Pass(decrypt, expected_size, expected_source_sha256)
     cancelled = threading.Event()
     try:
         if isinstance(source, Path):
             return await asyncio.to_thread(
-                _stage_file, source, target, one_pass, chunk_bytes, cancelled
+                _stage_file, source, target, one_pass, chunk_bytes, cancelled, durable
             )
-        return await _stage_stream(source, target, one_pass)
+        return await _stage_stream(source, target, one_pass, durable)
     except BaseException:
         cancelled.set()  # a thread still copying stops at its next chunk and cleans up
         # Synchronous on purpose: this also runs on cancellation, where an await could be cut.

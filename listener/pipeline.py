@@ -11,6 +11,7 @@ cannot pass it until it is durable.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
 import time
@@ -321,40 +322,25 @@ class Processor:
             await self._write_rejected(batch, exc)
 
     async def _write_rejected(self, batch: models.ArchiveBatch, exc: errors.RowRejected) -> None:
-        """Bisect a rejected batch so one bad record cannot block the others."""
-        if len(batch.messages) <= 1:
-            failures = list(batch.failures)
-            for message in batch.messages:
-                self._metrics.sink_errors.labels("rejected").inc()
-                failures.append(
-                    models.Failure(
-                        kind=SINK_REJECTED,
-                        subject=message.event_id,
-                        reason=str(exc),
-                        bridge_rowid=message.bridge_rowid,
-                        event_id=message.event_id,
-                        room_id=message.room_id,
-                    )
-                )
-            rest = models.ArchiveBatch(
-                failures=failures,
-                resolved_subjects=batch.resolved_subjects,
-                new_rooms=batch.new_rooms,
-                cursor=batch.cursor,
+        """Bisect a rejected batch so one bad record cannot block the others.
+
+        Messages, edits and reactions are split in halves until the bad one stands alone; it is
+        recorded as a ``sink_rejected`` failure and everything else is written. The batch-level
+        parts (failures, resolved failures, new rooms, the cursor) travel with the first half.
+        """
+        records: list[_Record] = [*batch.messages, *batch.edits, *batch.reactions]
+        if len(records) <= 1:
+            self._metrics.sink_errors.labels("rejected").inc(len(records))
+            rest = _batch_of(
+                [],
+                failures=[*batch.failures, *(_rejected(record, exc) for record in records)],
+                extras=batch,
             )
             await self._retrying("sink", lambda: self._sink.write(rest))
             return
-        middle = len(batch.messages) // 2
-        halves = (batch.messages[:middle], batch.messages[middle:])
-        first = models.ArchiveBatch(
-            messages=halves[0],
-            failures=batch.failures,
-            resolved_subjects=batch.resolved_subjects,
-            new_rooms=batch.new_rooms,
-            cursor=batch.cursor,
-        )
-        for part in (first, models.ArchiveBatch(messages=halves[1])):
-            await self._write(part)
+        middle = len(records) // 2
+        await self._write(_batch_of(records[:middle], failures=batch.failures, extras=batch))
+        await self._write(_batch_of(records[middle:]))
 
     async def _retrying(self, stage: str, action: Callable[[], Awaitable[T]]) -> T:
         """Run ``action`` until it succeeds; transient errors back off, others propagate."""
@@ -389,10 +375,11 @@ class Processor:
         batch = plan.batch
         for ts_ms in plan.received_ts_ms:
             self._metrics.latency.observe(max(0.0, committed_at - ts_ms / 1000.0))
-        for message in batch.messages:
-            self._metrics.messages_archived.labels(
-                message.room_type or "unknown", message.message_type or "unknown"
-            ).inc()
+        kinds = collections.Counter(
+            (m.room_type or "unknown", m.message_type or "unknown") for m in batch.messages
+        )
+        for (room_type, message_type), count in kinds.items():
+            self._metrics.messages_archived.labels(room_type, message_type).inc(count)
         for failure in batch.failures:
             self._metrics.failures_recorded.labels(failure.kind).inc()
         self._metrics.edits_archived.inc(len(batch.edits))
@@ -414,6 +401,43 @@ def _kind(event: models.SynapseEvent) -> eventkind.Kind:
             else eventkind.Kind.OTHER
         )
     return eventkind.classify(event.event_type, content)
+
+
+_Record = models.ArchivedMessage | models.ArchivedEdit | models.ArchivedReaction
+
+
+def _batch_of(
+    records: list[_Record],
+    *,
+    failures: list[models.Failure] | None = None,
+    extras: models.ArchiveBatch | None = None,
+) -> models.ArchiveBatch:
+    return models.ArchiveBatch(
+        messages=[r for r in records if isinstance(r, models.ArchivedMessage)],
+        edits=[r for r in records if isinstance(r, models.ArchivedEdit)],
+        reactions=[r for r in records if isinstance(r, models.ArchivedReaction)],
+        failures=list(failures or []),
+        resolved_subjects=extras.resolved_subjects if extras else [],
+        new_rooms=extras.new_rooms if extras else [],
+        cursor=extras.cursor if extras else None,
+    )
+
+
+def _rejected(record: _Record, exc: errors.RowRejected) -> models.Failure:
+    if isinstance(record, models.ArchivedMessage):
+        subject, rowid, room = record.event_id, record.bridge_rowid, record.room_id
+    elif isinstance(record, models.ArchivedEdit):
+        subject, rowid, room = record.edit_event_id, None, None
+    else:
+        subject, rowid, room = record.reaction_event_id, None, record.room_id
+    return models.Failure(
+        kind=SINK_REJECTED,
+        subject=subject,
+        reason=str(exc),
+        bridge_rowid=rowid,
+        event_id=subject,
+        room_id=room,
+    )
 
 
 def _failure(row: models.BridgeRow, kind: str, reason: str) -> models.Failure:
