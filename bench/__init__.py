@@ -1,1 +1,1 @@
-"""Benchmarks: runnable scripts (``python -m bench.<name>``), each on its own throwaway databases."""
+"""Benchmarks: runnable scripts (``python -m bench.<name>``), each on throwaway databases."""

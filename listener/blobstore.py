@@ -124,7 +124,7 @@ class _Pass:
         if self._decryptor is None:
             self._source_hash.update(chunk)
             return chunk
-        plain = self._decryptor.update(chunk)  # hashes the ciphertext itself
+        plain = self._decryptor.update(bytes(chunk))  # hashes the ciphertext itself
         self._plain_hash.update(plain)
         return plain
 
@@ -233,12 +233,22 @@ def _check(
 
 
 class LocalBlobStore:
-    """Blobs as files under ``root`` (``MEDIA_ARCHIVE_PATH``), for the PostgreSQL sink."""
+    """Blobs as files under ``root`` (``MEDIA_ARCHIVE_PATH``), for the PostgreSQL sink.
+
+    Durability, per blob, in this order: the staged file's bytes (fsync), then its name at the
+    content address (link, fsync of the shard directory), then, once per shard directory and
+    process, the directory's own entry (fsync of its parent). :meth:`ingest` returns only after
+    all of them, so the caller's row is never ahead of the bytes.
+    """
 
     def __init__(self, root: Path, *, chunk_bytes: int = CHUNK_BYTES) -> None:
         self.root = root
         self._incoming = root / INCOMING_DIR
         self._chunk_bytes = chunk_bytes
+        self._incoming_ready = False
+        # Shard directories whose entries this process has made durable. A directory found
+        # existing is not trusted: a process killed between mkdir and fsync leaves one behind.
+        self._durable_dirs: set[Path] = set()
 
     def path_of(self, key: str) -> Path:
         return self.root.joinpath(*key.split("/"))
@@ -254,7 +264,9 @@ class LocalBlobStore:
         expected_size: int | None = None,
         expected_source_sha256: str | None = None,
     ) -> StoredBlob:
-        await asyncio.to_thread(self._incoming.mkdir, parents=True, exist_ok=True)
+        if not self._incoming_ready:
+            await asyncio.to_thread(self._incoming.mkdir, parents=True, exist_ok=True)
+            self._incoming_ready = True
         temp = self._incoming / f"{uuid.uuid4().hex}.part"
         staged = await stage(
             source,
@@ -263,6 +275,7 @@ class LocalBlobStore:
             expected_size=expected_size,
             expected_source_sha256=expected_source_sha256,
             chunk_bytes=self._chunk_bytes,
+            durable=False,  # _publish fsyncs it, after creating the shard directories
         )
         key = blob_key(staged.sha256)
         created = await asyncio.to_thread(self._publish, temp, self.path_of(key))
@@ -271,36 +284,50 @@ class LocalBlobStore:
     def _publish(self, temp: Path, final: Path) -> bool:
         """Link the staged file to its address (never clobbering), then make that durable."""
         try:
-            new_dirs = _make_dirs(final.parent, stop=self.root)
-            try:
-                os.link(temp, final)
-                created = True
-            except FileExistsError:
-                created = False  # same bytes, stored before (content address)
+            # mkdir before the file's fsync: on ext4 that fsync's journal commit carries the
+            # new directories too, so their fsyncs below find nothing left to commit.
+            new_dirs = self._make_dirs(final.parent)
+            created = not final.exists()
+            if created:
+                _fsync_file(temp)  # the bytes are durable before any name points at them
+                try:
+                    os.link(temp, final)
+                except FileExistsError:
+                    created = False  # a concurrent ingest of the same bytes won
         finally:
             temp.unlink(missing_ok=True)
-        if created:
-            for directory in [final.parent, *new_dirs]:
-                _fsync_dir(directory)
+        # Also when the address existed: it may have been linked by a process that died
+        # before this fsync (same boot, so still only in the page cache).
+        _fsync_dir(final.parent)
+        for directory in new_dirs:
+            _fsync_dir(directory.parent)
+            self._durable_dirs.add(directory)
         return created
 
+    def _make_dirs(self, directory: Path) -> list[Path]:
+        """Create ``directory`` and its parents below ``root`` as needed; return, top down,
+        those whose entries this process has not made durable yet."""
+        todo: list[Path] = []
+        probe = directory
+        while probe != self.root and probe not in self._durable_dirs:
+            todo.append(probe)
+            probe = probe.parent
+        todo.reverse()
+        for path in todo:
+            path.mkdir(exist_ok=True)
+        return todo
 
-def _make_dirs(directory: Path, *, stop: Path) -> list[Path]:
-    """Create ``directory`` and missing parents; return the parents whose entries changed."""
-    changed: list[Path] = []
-    missing: list[Path] = []
-    probe = directory
-    while probe != stop and not probe.is_dir():
-        missing.append(probe)
-        probe = probe.parent
-    for path in reversed(missing):
-        path.mkdir(exist_ok=True)
-        changed.append(path.parent)
-    return changed
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
