@@ -10,8 +10,9 @@ disk as the media store):
   big     one 1 GiB file: the full archiver against ``cp`` (and ``cp`` + ``sync -f``), with
           the peak RSS of this process sampled every 20 ms while the archiver copies.
 
-Runs alternate (cp, archiver) ``--rounds`` times; every run writes to a fresh directory, and
-the source files are read once beforehand so both sides read from the page cache.
+Runs alternate (cp, cp + sync, archiver) ``--rounds`` times; every run writes to a fresh
+directory and starts after an (untimed) ``sync`` so that no run pays for the write-back of the
+one before; the source files are read once beforehand so every run reads from the page cache.
 
     .venv/bin/python -m bench.media              # full: 3 rounds, 1,000 photos, 1 GiB
     .venv/bin/python -m bench.media --quick      # smoke: 1 round, 200 photos, 128 MiB
@@ -150,8 +151,13 @@ async def _scenario(
         ids = await _lay_out(synapse, store, sizes, random.Random(7))
         results: dict[str, list[float]] = {"cp": [], "cp_sync": [], "archiver": [], "rss": []}
         for n in range(rounds):
+            # Each run starts with no dirty pages: otherwise the next run pays for the
+            # previous one's write-back (cp leaves all of it; the first run, the layout's).
+            os.sync()
             results["cp"].append(_cp(store, work / f"{name}-cp-{n}", sync=False))
+            os.sync()
             results["cp_sync"].append(_cp(store, work / f"{name}-cps-{n}", sync=True))
+            os.sync()
             root = work / f"{name}-arc-{n}"
             seconds, rss = await _archive(synapse, archive, store, root, ids, workers)
             results["archiver"].append(seconds)

@@ -22,10 +22,10 @@ import hmac
 import os
 import threading
 import uuid
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import aiofiles
 
@@ -33,6 +33,7 @@ from listener import blobcopy, crypto_attachment, errors
 
 CHUNK_BYTES = 4 << 20  # measured: 4 MiB chunks beat 1 MiB by ~2x on 1 GiB
 _NO_LIMIT = 1 << 62
+T = TypeVar("T")
 INCOMING_DIR = ".incoming"
 Source = Path | AsyncIterable[bytes]
 
@@ -203,15 +204,30 @@ async def stage(
     ``durable=False`` skips the fsync for a caller that makes the file durable itself.
     """
     one_pass = _Pass(decrypt, expected_size, expected_source_sha256)
-    cancelled = threading.Event()
-    try:
-        if isinstance(source, Path):
-            return await asyncio.to_thread(
-                _stage_file, source, target, one_pass, chunk_bytes, cancelled, durable
-            )
+    if isinstance(source, Path):
+        return await _in_worker(
+            target,
+            lambda cancelled: _stage_file(
+                source, target, one_pass, chunk_bytes, cancelled, durable
+            ),
+        )
+    with _removed_on_error(target, threading.Event()):
         return await _stage_stream(source, target, one_pass, durable)
+
+
+async def _in_worker(target: Path, work: Callable[[threading.Event], T]) -> T:
+    """Run ``work(cancelled)`` in a worker thread; remove ``target`` if it fails."""
+    cancelled = threading.Event()
+    with _removed_on_error(target, cancelled):
+        return await asyncio.to_thread(work, cancelled)
+
+
+@contextlib.contextmanager
+def _removed_on_error(target: Path, cancelled: threading.Event) -> Iterator[None]:
+    try:
+        yield
     except BaseException:
-        cancelled.set()  # a thread still copying stops at its next chunk and cleans up
+        cancelled.set()  # a thread still copying stops at its next chunk
         # Synchronous on purpose: this also runs on cancellation, where an await could be cut.
         with contextlib.suppress(FileNotFoundError):
             os.unlink(target)
@@ -268,17 +284,29 @@ class LocalBlobStore:
             await asyncio.to_thread(self._incoming.mkdir, parents=True, exist_ok=True)
             self._incoming_ready = True
         temp = self._incoming / f"{uuid.uuid4().hex}.part"
-        staged = await stage(
-            source,
-            temp,
-            decrypt=decrypt,
-            expected_size=expected_size,
-            expected_source_sha256=expected_source_sha256,
-            chunk_bytes=self._chunk_bytes,
-            durable=False,  # _publish fsyncs it, after creating the shard directories
-        )
+        # durable=False: _publish fsyncs the file, after creating the shard directories.
+        if isinstance(source, Path):
+            one_pass = _Pass(decrypt, expected_size, expected_source_sha256)
+
+            def stage_and_publish(cancelled: threading.Event) -> tuple[Staged, bool]:
+                # One worker-thread hop per blob, not two: the event loop is busy with rows.
+                staged = _stage_file(source, temp, one_pass, self._chunk_bytes, cancelled, False)
+                return staged, self._publish(temp, self.path_of(blob_key(staged.sha256)))
+
+            staged, created = await _in_worker(temp, stage_and_publish)
+        else:
+            staged = await stage(
+                source,
+                temp,
+                decrypt=decrypt,
+                expected_size=expected_size,
+                expected_source_sha256=expected_source_sha256,
+                chunk_bytes=self._chunk_bytes,
+                durable=False,
+            )
+            final = self.path_of(blob_key(staged.sha256))
+            created = await asyncio.to_thread(self._publish, temp, final)
         key = blob_key(staged.sha256)
-        created = await asyncio.to_thread(self._publish, temp, self.path_of(key))
         return StoredBlob(key, staged.sha256, staged.size, staged.source_sha256, created)
 
     def _publish(self, temp: Path, final: Path) -> bool:

@@ -13,36 +13,50 @@ import asyncpg
 from listener import errors, migrate, models, named_queries, pgconnect, sink
 
 
-def _message_columns(messages: list[models.ArchivedMessage]) -> list[list[Any]]:
-    return [
-        [m.event_id for m in messages],
-        [m.room_id for m in messages],
-        [m.room_name for m in messages],
-        [m.sender for m in messages],
-        [m.sender_display_name for m in messages],
-        [m.timestamp for m in messages],
-        [m.message_type for m in messages],
-        [m.content_json for m in messages],
-        [m.content_raw for m in messages],
-        [m.body for m in messages],
-        [m.whatsapp_message_id for m in messages],
-        [m.whatsapp_chat_id for m in messages],
-        [m.whatsapp_sender_id for m in messages],
-        [m.part_id for m in messages],
-        [m.bridge_id for m in messages],
-        [m.bridge_rowid for m in messages],
-        [m.room_type for m in messages],
-        [m.reply_to_event_id for m in messages],
-        [m.thread_root_event_id for m in messages],
-        [m.has_matrix_event for m in messages],
-        [m.original_content_json for m in messages],
-        [m.edit_count for m in messages],
-        [m.edited_at for m in messages],
-        [m.latest_edit_event_id for m in messages],
-        [m.deleted_at for m in messages],
-        [m.redaction_event_id for m in messages],
-        [m.synapse_stream_ordering for m in messages],
-    ]
+def _messages_json(messages: list[models.ArchivedMessage]) -> str:
+    """The batch as one JSON array named by the table's columns (json_populate_recordset).
+
+    Content is spliced in as already-serialised JSON text: it was serialised once by the
+    enrichment and must not be parsed and dumped again.
+    """
+    rows = []
+    for m in messages:
+        head = json.dumps(
+            {
+                "event_id": m.event_id,
+                "room_id": m.room_id,
+                "room_name": m.room_name,
+                "sender": m.sender,
+                "sender_display_name": m.sender_display_name,
+                "timestamp": m.timestamp.isoformat(),
+                "message_type": m.message_type,
+                "content_raw": m.content_raw,
+                "body": m.body,
+                "whatsapp_message_id": m.whatsapp_message_id,
+                "whatsapp_chat_id": m.whatsapp_chat_id,
+                "whatsapp_sender_id": m.whatsapp_sender_id,
+                "part_id": m.part_id,
+                "bridge_id": m.bridge_id,
+                "bridge_rowid": m.bridge_rowid,
+                "room_type": m.room_type,
+                "reply_to_event_id": m.reply_to_event_id,
+                "thread_root_event_id": m.thread_root_event_id,
+                "has_matrix_event": m.has_matrix_event,
+                "edit_count": m.edit_count,
+                "edited_at": m.edited_at.isoformat() if m.edited_at else None,
+                "latest_edit_event_id": m.latest_edit_event_id,
+                "deleted_at": m.deleted_at.isoformat() if m.deleted_at else None,
+                "redaction_event_id": m.redaction_event_id,
+                "synapse_stream_ordering": m.synapse_stream_ordering,
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        rows.append(
+            f'{head[:-1]},"content":{m.content_json or "null"},'
+            f'"original_content":{m.original_content_json or "null"}}}'
+        )
+    return "[" + ",".join(rows) + "]"
 
 
 def _edit_columns(edits: list[models.ArchivedEdit]) -> list[list[Any]]:
@@ -146,7 +160,7 @@ def _combined_args(batch: models.ArchiveBatch) -> list[Any]:
     reactions = list({r.reaction_event_id: r for r in batch.reactions}.values())
     rooms = list({r.room_id: r for r in batch.new_rooms}.values())
     return [
-        *_message_columns(messages),
+        _messages_json(messages),
         *_edit_columns(edits),
         *_reaction_columns(reactions),
         *_room_columns(rooms),
@@ -213,8 +227,8 @@ class PostgresSink:
 
     async def _write(self, conn: asyncpg.Connection, batch: models.ArchiveBatch) -> None:
         if batch.messages:
-            columns = _message_columns(_dedupe_messages(batch.messages))
-            await conn.execute(named_queries.load("sink_upsert_messages"), *columns)
+            rows = _messages_json(_dedupe_messages(batch.messages))
+            await conn.execute(named_queries.load("sink_upsert_messages"), rows)
         if batch.edits:
             edits = list({e.edit_event_id: e for e in batch.edits}.values())
             await conn.execute(named_queries.load("sink_upsert_edits"), *_edit_columns(edits))

@@ -9,13 +9,14 @@ INSERT INTO messages AS m (
     has_matrix_event, original_content, edit_count, edited_at, latest_edit_event_id,
     deleted_at, redaction_event_id, synapse_stream_ordering
 )
-SELECT * FROM unnest(
-    $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[],
-    $8::jsonb[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
-    $14::text[], $15::text[], $16::bigint[], $17::text[], $18::text[], $19::text[],
-    $20::boolean[], $21::jsonb[], $22::integer[], $23::timestamptz[], $24::text[],
-    $25::timestamptz[], $26::text[], $27::bigint[]
-)
+-- The batch arrives as one JSON array (one parameter: far cheaper to encode than 27 arrays).
+SELECT r.event_id, r.room_id, r.room_name, r.sender, r.sender_display_name, r."timestamp",
+       r.message_type, r.content, r.content_raw, r.body, r.whatsapp_message_id,
+       r.whatsapp_chat_id, r.whatsapp_sender_id, r.part_id, r.bridge_id, r.bridge_rowid,
+       r.room_type, r.reply_to_event_id, r.thread_root_event_id, r.has_matrix_event,
+       r.original_content, r.edit_count, r.edited_at, r.latest_edit_event_id, r.deleted_at,
+       r.redaction_event_id, r.synapse_stream_ordering
+FROM json_populate_recordset(NULL::messages, $1::json) AS r
 ON CONFLICT (event_id) DO UPDATE SET
     room_id = EXCLUDED.room_id,
     room_name = EXCLUDED.room_name,
