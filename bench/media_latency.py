@@ -90,7 +90,8 @@ async def texts_child(args: argparse.Namespace) -> None:
         sent.append({"event_id": message.event_id, "committed_at_s": message.committed_at_s})
     for pool in pools:
         await pool.close()
-    Path(args.out).write_text("".join(json.dumps(s) + "\n" for s in sent))
+    lines = "".join(json.dumps(s) + "\n" for s in sent)
+    await asyncio.to_thread(Path(args.out).write_text, lines)
     print(f"DONE {len(sent)}", flush=True)
 
 
@@ -116,12 +117,15 @@ class Texts:
             raise RuntimeError(f"text sender failed to start: {line!r}")
 
     async def go(self) -> None:
-        assert self.proc is not None and self.proc.stdin is not None
+        assert self.proc is not None
+        assert self.proc.stdin is not None
         self.proc.stdin.write(b"GO\n")
         await self.proc.stdin.drain()
 
     async def stop(self) -> list[dict[str, Any]]:
-        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout
+        assert self.proc is not None
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
         self.proc.stdin.close()
         await self.proc.stdout.read()
         if await self.proc.wait() != 0:
@@ -151,7 +155,9 @@ def _write_random(path: Path, size: int) -> str:
 async def lay_out_video(synapse: asyncpg.Pool, store: Path, size: int, n: int) -> str:
     """A video in the media store with its ``local_media_repository`` row; returns its mxc."""
     media_id = f"BenchVideo{n:02d}" + "x" * 12
-    sha256 = await asyncio.to_thread(_write_random, store / media_refs.local_content_path(media_id), size)
+    sha256 = await asyncio.to_thread(
+        _write_random, store / media_refs.local_content_path(media_id), size
+    )
     await synapse.execute(
         synapse_writer.INSERT_MEDIA, media_id, "video/mp4", size, int(time.time() * 1000),
         f"video-{n}.mp4", "@whatsapp_bench:" + SERVER, sha256,
@@ -194,10 +200,20 @@ class Copies:
 @dataclass
 class Archived:
     at: dict[str, float] = field(default_factory=dict)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def hook(self, messages: list[models.ArchivedMessage], committed_at: float) -> None:
         for message in messages:
             self.at.setdefault(message.event_id, committed_at)
+        self.changed.set()
+
+    async def wait_for(self, event_ids: set[str], *, timeout_s: float) -> None:
+        """Until every one of ``event_ids`` is archived, or ``timeout_s`` (then report)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while not event_ids <= self.at.keys():
+                    self.changed.clear()
+                    await self.changed.wait()
 
 
 class RssSampler:
@@ -288,9 +304,7 @@ async def measure(args: argparse.Namespace, dbs: common.Databases, work: Path) -
         video_runs = await videos(args, svc, sim, archive, mxcs)
         sent = await texts.stop()
         peak_rss = await rss.stop()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and any(s["event_id"] not in archived.at for s in sent):
-            await asyncio.sleep(0.05)
+        await archived.wait_for({s["event_id"] for s in sent}, timeout_s=30)
     finally:
         svc.stop_event.set()
         await asyncio.wait_for(task, 60)
