@@ -278,6 +278,7 @@ async def measure(args: argparse.Namespace, dbs: common.Databases, work: Path) -
     size = args.video_mib * 2**20
     print(f"laying out {args.videos} x {args.video_mib} MiB ...", flush=True)
     mxcs = [await lay_out_video(pools[1], store, size, n) for n in range(args.videos)]
+    await asyncio.to_thread(os.sync)  # the copies must not compete with the layout's write-back
     archived, copies = Archived(), Copies()
     config = settings.Settings(
         whatsapp_db_url=urls["bridge"],

@@ -146,6 +146,8 @@ class MediaArchiver:
         self._timers: set[asyncio.Task[None]] = set()
         self._running = False
         self.stats: collections.Counter[str] = collections.Counter()
+        # Called with (status, bytes) for every copy recorded: the service counts them.
+        self.on_outcome: Callable[[str, int], None] | None = None
 
     # -- intake (synchronous, never blocks) -------------------------------------------------
 
@@ -404,7 +406,10 @@ class MediaArchiver:
             async with self._slots:
                 row = await self._copy(copy)
             # The slot is free again: the next copy runs while this row is being committed.
-            return await self._recorder.submit(row)
+            status = await self._recorder.submit(row)
+            if self.on_outcome is not None:
+                self.on_outcome(status, row.size_bytes or 0)
+            return status
         finally:
             self._inflight.discard(key)
 
@@ -425,6 +430,10 @@ class MediaArchiver:
             return _with(row, "failed", str(exc))
         except errors.MediaRejected as exc:
             return _with(row, "rejected", str(exc))
+        except errors.SinkUnavailable as exc:
+            # The blob store (e.g. Supabase Storage) is down: not this file's fault, so the
+            # row stays pending and the automatic retry scan comes back for it.
+            return _with(row, "pending", f"storage unavailable: {exc}")
         except OSError as exc:
             return _with(row, "failed", f"I/O error: {exc.strerror or exc}")
         return dataclasses.replace(

@@ -184,6 +184,8 @@ class Service:
             on_archived=self._archived,
         )
         self.media = self._build_media()
+        if self.media is not None:
+            self.media.on_outcome = self._count_media
         self.workers = pipeline.Workers(
             processor=self.processor,
             queue=self.queue,
@@ -228,6 +230,10 @@ class Service:
             self.media.offer_archived(messages, committed_at)
         if self._on_archived is not None:
             self._on_archived(messages, committed_at)
+
+    def _count_media(self, status: str, size_bytes: int) -> None:
+        self.metrics.media_items.labels(status).inc()
+        self.metrics.media_bytes.labels(status).inc(size_bytes)
 
     def _build_media(self) -> media.MediaArchiver | None:
         config = self.config

@@ -22,9 +22,15 @@ async def test_media__image_archived_by_the_service_byte_exact(
     chat = world.sim.chats[0]
     png = simulator.make_png(16, 12, world.sim._rng)
     image = simulator.Media("image", png, "image/png", "cat.png", "a cat", 16, 12)
-    async with world.running(media_archive_path=tmp_path / "archive"):
+    async with world.running(media_archive_path=tmp_path / "archive") as svc:
         sent = await world.sim.send_media(chat, chat.members[0], image)
         await wait_until(lambda: _stored(world, sent.event_id), what="image stored")
+
+        async def counted() -> bool:
+            return svc.metrics.media_items.labels("stored")._value.get() == 1
+
+        await wait_until(counted, what="media metric")
+        assert svc.metrics.media_bytes.labels("stored")._value.get() == len(png)
     row = await world.archive.fetchrow("SELECT * FROM media WHERE event_id = $1", sent.event_id)
     digest = hashlib.sha256(png).hexdigest()
     assert row["sha256"] == digest
