@@ -92,7 +92,7 @@ def copy_file(
     else:
         ranges.put(None)
     try:
-        _hash_copied(dst_fd, ranges, feed, chunk_bytes, cancelled)
+        _hash_copied(dst_fd, ranges, feed, cancelled)
     finally:
         stop.set()
         if copier is not None:
@@ -124,20 +124,18 @@ def _copy_rest(
 
 
 def _hash_copied(
-    dst_fd: int,
-    ranges: queue.SimpleQueue[_Range],
-    feed: Feed,
-    chunk_bytes: int,
-    cancelled: threading.Event,
+    dst_fd: int, ranges: queue.SimpleQueue[_Range], feed: Feed, cancelled: threading.Event
 ) -> None:
     """The hashing side: reads each copied range back (from the page cache) and feeds it."""
-    view = memoryview(bytearray(chunk_bytes))
+    view = memoryview(bytearray(0))  # sized by the largest range: a photo needs no 4 MiB
     while (item := ranges.get()) is not None:
         if isinstance(item, BaseException):
             raise item
         if cancelled.is_set():
             raise asyncio.CancelledError
         offset, n = item  # n <= chunk_bytes: copy_file_range never copies more than asked
+        if n > len(view):
+            view = memoryview(bytearray(n))
         _pread_exact(dst_fd, view[:n], offset)
         feed(view[:n])
 
