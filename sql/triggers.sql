@@ -68,8 +68,19 @@ DECLARE
 BEGIN
     -- Transition tables are statement-scoped relations: only the one the firing trigger declared
     -- exists, so each branch names its own (plpgsql plans a statement when it first runs it).
-    -- dense_rank rather than row_number so a repeated rowid cannot split an island.
+    -- Fast path first: one pass for count/min/max. When the rowids form one consecutive run (every
+    -- single-row INSERT, and multi-row ones that did not interleave) that is the whole payload;
+    -- only otherwise run the island query (dense_rank rather than row_number, so a repeated
+    -- rowid cannot split an island).
     IF TG_OP = 'DELETE' THEN
+        SELECT count(*), min(rowid), max(rowid) INTO n_ranges, lo, hi FROM old_rows;
+    ELSE
+        SELECT count(*), min(rowid), max(rowid) INTO n_ranges, lo, hi FROM new_rows;
+    END IF;
+    IF n_ranges > 0 AND hi - lo + 1 = n_ranges THEN
+        ranges := '[' || lo || ',' || hi || ']';
+        n_ranges := 1;
+    ELSIF n_ranges > 0 AND TG_OP = 'DELETE' THEN
         SELECT string_agg('[' || i.lo || ',' || i.hi || ']', ',' ORDER BY i.lo),
                count(*), min(i.lo), max(i.hi)
           INTO ranges, n_ranges, lo, hi
@@ -77,7 +88,7 @@ BEGIN
                   FROM (SELECT rowid, rowid - dense_rank() OVER (ORDER BY rowid) AS island
                           FROM old_rows) AS r
                  GROUP BY island) AS i;
-    ELSE
+    ELSIF n_ranges > 0 THEN
         SELECT string_agg('[' || i.lo || ',' || i.hi || ']', ',' ORDER BY i.lo),
                count(*), min(i.lo), max(i.hi)
           INTO ranges, n_ranges, lo, hi
