@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import asyncpg
 
 from listener import enrich, errors, models, named_queries, pgconnect
+
+_BY_ROWID = "WHERE m.rowid = ANY($1::bigint[])"
+_BY_MXID = "WHERE m.mxid = ANY($1::text[])"
+
+
+@functools.cache
+def _rows_by_mxid_sql() -> str:
+    """bridge_rows.sql selecting by Matrix event ID (for the reconciliation pass): the same
+    joins, so the two can never drift apart."""
+    sql = named_queries.load("bridge_rows")
+    if _BY_ROWID not in sql:
+        raise AssertionError("bridge_rows.sql no longer filters by rowid as expected")
+    return sql.replace(_BY_ROWID, _BY_MXID)
 
 
 def _row(record: asyncpg.Record) -> models.BridgeRow:
@@ -41,8 +55,9 @@ class BridgeSource:
         self._bridge_id = bridge_id
 
     async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        sql = _rows_by_mxid_sql() if query == "bridge_rows_by_mxid" else named_queries.load(query)
         try:
-            result: list[asyncpg.Record] = await self._pool.fetch(named_queries.load(query), *args)
+            result: list[asyncpg.Record] = await self._pool.fetch(sql, *args)
         except (*pgconnect.CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
             raise errors.SourceError(
                 f"bridge query {query} failed: {pgconnect.describe(exc)}"

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from listener import errors, migrate, models, named_queries, pgconnect, sink
+from listener import archive_rows, errors, migrate, models, named_queries, pgconnect, sink
 
 
 def _messages_json(messages: list[models.ArchivedMessage]) -> str:
@@ -22,35 +22,7 @@ def _messages_json(messages: list[models.ArchivedMessage]) -> str:
     rows = []
     for m in messages:
         head = json.dumps(
-            {
-                "event_id": m.event_id,
-                "room_id": m.room_id,
-                "room_name": m.room_name,
-                "sender": m.sender,
-                "sender_display_name": m.sender_display_name,
-                "timestamp": m.timestamp.isoformat(),
-                "message_type": m.message_type,
-                "content_raw": m.content_raw,
-                "body": m.body,
-                "whatsapp_message_id": m.whatsapp_message_id,
-                "whatsapp_chat_id": m.whatsapp_chat_id,
-                "whatsapp_sender_id": m.whatsapp_sender_id,
-                "part_id": m.part_id,
-                "bridge_id": m.bridge_id,
-                "bridge_rowid": m.bridge_rowid,
-                "room_type": m.room_type,
-                "reply_to_event_id": m.reply_to_event_id,
-                "thread_root_event_id": m.thread_root_event_id,
-                "has_matrix_event": m.has_matrix_event,
-                "edit_count": m.edit_count,
-                "edited_at": m.edited_at.isoformat() if m.edited_at else None,
-                "latest_edit_event_id": m.latest_edit_event_id,
-                "deleted_at": m.deleted_at.isoformat() if m.deleted_at else None,
-                "redaction_event_id": m.redaction_event_id,
-                "synapse_stream_ordering": m.synapse_stream_ordering,
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
+            archive_rows.message_scalars(m), ensure_ascii=False, separators=(",", ":")
         )
         rows.append(
             f'{head[:-1]},"content":{m.content_json or "null"},'

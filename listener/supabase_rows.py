@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from listener import media_sink, models
+from listener import archive_rows, media_sink, models
 
 Row = dict[str, Any]
 
@@ -37,33 +37,9 @@ def _time(value: datetime | None) -> str | None:
 
 def message_row(m: models.ArchivedMessage) -> Row:
     return {
-        "event_id": m.event_id,
-        "room_id": m.room_id,
-        "room_name": m.room_name,
-        "sender": m.sender,
-        "sender_display_name": m.sender_display_name,
-        "timestamp": _time(m.timestamp),
-        "message_type": m.message_type,
+        **archive_rows.message_scalars(m),
         "content": _json(m.content_json),
-        "content_raw": m.content_raw,
-        "body": m.body,
-        "whatsapp_message_id": m.whatsapp_message_id,
-        "whatsapp_chat_id": m.whatsapp_chat_id,
-        "whatsapp_sender_id": m.whatsapp_sender_id,
-        "part_id": m.part_id,
-        "bridge_id": m.bridge_id,
-        "bridge_rowid": m.bridge_rowid,
-        "room_type": m.room_type,
-        "reply_to_event_id": m.reply_to_event_id,
-        "thread_root_event_id": m.thread_root_event_id,
-        "has_matrix_event": m.has_matrix_event,
         "original_content": _json(m.original_content_json),
-        "edit_count": m.edit_count,
-        "edited_at": _time(m.edited_at),
-        "latest_edit_event_id": m.latest_edit_event_id,
-        "deleted_at": _time(m.deleted_at),
-        "redaction_event_id": m.redaction_event_id,
-        "synapse_stream_ordering": m.synapse_stream_ordering,
     }
 
 

@@ -426,7 +426,9 @@ async def test_supabase__retry_after_of_a_429_is_honoured(world: World, supa: Su
     finally:
         await sink.close()
     assert throttle.fired == 1
-    assert 2.0 <= waited < 3.5
+    # At least the Retry-After; the upper bound only guards against waiting without end
+    # (a loaded CI machine may add seconds of scheduling delay).
+    assert 2.0 <= waited < 10.0
     assert await supa.cursor() == 7
 
 
