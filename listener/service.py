@@ -41,6 +41,7 @@ from listener import (
     sweep,
     synapse_source,
     tracker,
+    workers,
 )
 
 logger = logging.getLogger(__name__)
@@ -186,7 +187,7 @@ class Service:
         self.media = self._build_media()
         if self.media is not None:
             self.media.on_outcome = self._count_media
-        self.workers = pipeline.Workers(
+        self.workers = workers.Workers(
             processor=self.processor,
             queue=self.queue,
             batch_size=config.batch_size,
