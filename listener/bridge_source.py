@@ -55,14 +55,13 @@ class BridgeSource:
         self._bridge_id = bridge_id
 
     async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
-        sql = _rows_by_mxid_sql() if query == "bridge_rows_by_mxid" else named_queries.load(query)
-        try:
-            result: list[asyncpg.Record] = await self._pool.fetch(sql, *args)
-        except (*pgconnect.CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-            raise errors.SourceError(
-                f"bridge query {query} failed: {pgconnect.describe(exc)}"
-            ) from None
-        return result
+        return await pgconnect.fetch(
+            self._pool,
+            _rows_by_mxid_sql() if query == "bridge_rows_by_mxid" else named_queries.load(query),
+            *args,
+            label=f"bridge query {query}",
+            error=errors.SourceError,
+        )
 
     async def rows(self, rowids: Sequence[int]) -> list[models.BridgeRow]:
         """The rows among ``rowids`` that exist now (a deleted row is simply absent)."""

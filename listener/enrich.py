@@ -146,17 +146,7 @@ def enrich(
         sender=row.sender_mxid or event.sender,
         sender_display_name=display_name(row, synapse_display_name),
         timestamp=timestamp,
-        message_type=shown.message_type,
-        content_json=shown.content_json,
-        content_raw=shown.content_raw,
-        body=shown.body,
-        original_content_json=shown.original_json,
-        edit_count=shown.edit_state.count,
-        edited_at=shown.edited_at,
-        latest_edit_event_id=shown.latest_edit_id,
-        deleted_at=shown.deleted_at,
-        redaction_event_id=shown.redaction_event_id,
-        synapse_stream_ordering=event.stream_ordering,
+        **shown.fields(event),
         whatsapp_message_id=row.message_id,
         whatsapp_chat_id=row.chat_id,
         whatsapp_sender_id=row.sender_id,
@@ -184,6 +174,22 @@ class _Shown:
     edit_state: edits.EditState
     deleted_at: datetime | None
     redaction_event_id: str | None
+
+    def fields(self, event: models.SynapseEvent) -> dict[str, Any]:
+        """The ``ArchivedMessage`` fields that come from the event's shown state."""
+        return {
+            "message_type": self.message_type,
+            "content_json": self.content_json,
+            "content_raw": self.content_raw,
+            "body": self.body,
+            "original_content_json": self.original_json,
+            "edit_count": self.edit_state.count,
+            "edited_at": self.edited_at,
+            "latest_edit_event_id": self.latest_edit_id,
+            "deleted_at": self.deleted_at,
+            "redaction_event_id": self.redaction_event_id,
+            "synapse_stream_ordering": event.stream_ordering,
+        }
 
     @property
     def edited_at(self) -> datetime | None:
@@ -261,17 +267,7 @@ def from_synapse_only(
         sender=event.sender,
         sender_display_name=textsafe.safe_text(name) if name else None,
         timestamp=timestamp_from_ms(event.origin_server_ts_ms),
-        message_type=shown.message_type,
-        content_json=shown.content_json,
-        content_raw=shown.content_raw,
-        body=shown.body,
-        original_content_json=shown.original_json,
-        edit_count=shown.edit_state.count,
-        edited_at=shown.edited_at,
-        latest_edit_event_id=shown.latest_edit_id,
-        deleted_at=shown.deleted_at,
-        redaction_event_id=shown.redaction_event_id,
-        synapse_stream_ordering=event.stream_ordering,
+        **shown.fields(event),
         whatsapp_message_id=None,
         whatsapp_chat_id=room.chat_id if room else None,
         whatsapp_sender_id=ghost_id(event.sender, ghost_prefix),

@@ -71,13 +71,13 @@ class MediaSource:
         self._pool = pool
 
     async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
-        try:
-            result: list[asyncpg.Record] = await self._pool.fetch(named_queries.load(query), *args)
-        except (*pgconnect.CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-            raise errors.SourceError(
-                f"synapse query {query} failed: {pgconnect.describe(exc)}"
-            ) from None
-        return result
+        return await pgconnect.fetch(
+            self._pool,
+            named_queries.load(query),
+            *args,
+            label=f"synapse query {query}",
+            error=errors.SourceError,
+        )
 
     async def local(self, media_ids: Iterable[str]) -> dict[str, SynapseMedia]:
         wanted = sorted(set(media_ids))

@@ -278,13 +278,13 @@ class PostgresSink:
         return {r["room_id"] for r in await self._fetch("sink_known_rooms")}
 
     async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
-        try:
-            result: list[asyncpg.Record] = await self.pool.fetch(named_queries.load(query), *args)
-        except (*pgconnect.CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-            raise errors.SinkUnavailable(
-                f"archive query {query} failed: {pgconnect.describe(exc)}"
-            ) from None
-        return result
+        return await pgconnect.fetch(
+            self.pool,
+            named_queries.load(query),
+            *args,
+            label=f"archive query {query}",
+            error=errors.SinkUnavailable,
+        )
 
     async def ping(self) -> None:
         try:

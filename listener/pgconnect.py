@@ -70,3 +70,14 @@ async def connect(
         )
     except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
         raise error(f"cannot connect to {redact.redact_url(dsn)}: {describe(exc)}") from None
+
+
+async def fetch(
+    pool: asyncpg.Pool, sql: str, *args: object, label: str, error: ErrorFactory
+) -> list[asyncpg.Record]:
+    """``pool.fetch`` with driver errors translated into ``error`` (naming ``label``)."""
+    try:
+        result: list[asyncpg.Record] = await pool.fetch(sql, *args)
+    except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+        raise error(f"{label} failed: {describe(exc)}") from None
+    return result

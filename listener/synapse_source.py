@@ -65,13 +65,13 @@ class SynapseSource:
         self._pool = pool
 
     async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
-        try:
-            result: list[asyncpg.Record] = await self._pool.fetch(named_queries.load(query), *args)
-        except (*pgconnect.CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-            raise errors.SourceError(
-                f"synapse query {query} failed: {pgconnect.describe(exc)}"
-            ) from None
-        return result
+        return await pgconnect.fetch(
+            self._pool,
+            named_queries.load(query),
+            *args,
+            label=f"synapse query {query}",
+            error=errors.SourceError,
+        )
 
     async def events(self, event_ids: Sequence[str]) -> dict[str, models.SynapseEvent]:
         """The events among ``event_ids`` that Synapse has, by event ID."""
