@@ -372,6 +372,10 @@ OUTAGE_PHASE_S = 30.0
 OUTAGE_PHASE_MESSAGES = 60
 
 
+# While the stub refuses connections, a client connection broken mid-request is sometimes
+# collected unclosed by httpx/anyio (a ResourceWarning seen once in five runs). Not a loss and
+# not our code path's data: the assertions below are what this test is about.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_supabase__outage_of_503s_then_a_dead_port_loses_nothing(
     world: World, supa: Supa
 ) -> None:
