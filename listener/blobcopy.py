@@ -7,10 +7,15 @@ are stored, not of a source that could change between two reads, and hashing (th
 of a large copy) overlaps the copy. :func:`read_write` (encrypted attachments, file systems
 without ``copy_file_range``): one reusable buffer, read, decrypt/hash, write.
 
-Both loops ask the kernel to start writing each chunk back as soon as it is written
-(:func:`start_writeback`, a hint, not a barrier): the caller's fsync then waits for the tail
-only, and a 1 GiB copy does not leave 1 GiB of dirty pages for the next journal commit (the
-archive database's included) to flush.
+Both loops ask the kernel to start writing a chunk back once the next one is written
+(:class:`Writeback`, a hint, not a barrier): the caller's flush then waits for the tail only,
+and a 1 GiB copy does not leave 1 GiB of dirty pages to flush at once (text latency: one
+flush of that size delayed a text by 386 ms; with the hints the worst was 87 ms). The hints
+are issued on a thread of their own because issuing one blocks while the device's queue is
+full: issued by the copying thread, they throttled the copy to the disk's pace (1 GiB: 0.8 to
+2.9 s; from their own thread 0.86 to 1.0 s including the final fsync). A file of one chunk (a
+photo) gets no hint and no thread: its pages go out with the rest of its group's flush in one
+merged write instead of an I/O of their own.
 """
 
 from __future__ import annotations
@@ -48,11 +53,41 @@ def _sync_file_range() -> Callable[[int, int, int], object] | None:
 _start_writeback = _sync_file_range()
 
 
-def start_writeback(fd: int, offset: int, nbytes: int) -> None:
-    """Start writing back ``nbytes`` at ``offset`` of ``fd`` without waiting (failures ignored:
-    durability comes from the fsync that follows, never from this)."""
-    if _start_writeback is not None and nbytes > 0:
-        _start_writeback(fd, offset, nbytes)
+class Writeback:
+    """Starts write-back of a file's finished bytes, on a thread started on first use.
+
+    Failures are ignored: durability comes from the flush that follows, never from this.
+    :meth:`close` before closing ``fd``.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._hint = _start_writeback
+        self._done_up_to = 0
+        self._ranges: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def final_up_to(self, offset: int) -> None:
+        """The bytes before ``offset`` will not be written again: start writing them back."""
+        if self._hint is None or offset <= self._done_up_to:
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="blob-writeback", daemon=True)
+            self._thread.start()
+        self._ranges.put((self._done_up_to, offset - self._done_up_to))
+        self._done_up_to = offset
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._ranges.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        hint = self._hint
+        while (item := self._ranges.get()) is not None:
+            if hint is not None:
+                hint(self._fd, *item)
 
 
 def copy_file(
@@ -78,11 +113,11 @@ def copy_file(
         raise
     if first == 0 and os.fstat(src_fd).st_size > 0:
         return False  # a file that reports no data to copy_file_range (procfs-like)
-    start_writeback(dst_fd, 0, first)
     ranges: queue.SimpleQueue[_Range] = queue.SimpleQueue()
     ranges.put((0, first))
     stop = threading.Event()
-    args = (src_fd, dst_fd, first, ranges, stop, chunk_bytes, limit)
+    writeback = Writeback(dst_fd)
+    args = (src_fd, dst_fd, first, ranges, stop, writeback, chunk_bytes, limit)
     copier = None
     if first == chunk_bytes:  # more to come: copy on a second thread while this one hashes
         copier = threading.Thread(target=_copy_rest, args=args, name="blob-copy", daemon=True)
@@ -97,6 +132,7 @@ def copy_file(
         stop.set()
         if copier is not None:
             copier.join()
+        writeback.close()
     return True
 
 
@@ -106,6 +142,7 @@ def _copy_rest(
     offset: int,
     ranges: queue.SimpleQueue[_Range],
     stop: threading.Event,
+    writeback: Writeback,
     chunk_bytes: int,
     limit: int,
 ) -> None:
@@ -115,7 +152,7 @@ def _copy_rest(
             n = os.copy_file_range(src_fd, dst_fd, min(chunk_bytes, limit - offset))
             if n == 0:
                 break
-            start_writeback(dst_fd, offset, n)
+            writeback.final_up_to(offset)  # the chunks before this one
             ranges.put((offset, n))
             offset += n
         ranges.put(None)
@@ -146,13 +183,17 @@ def read_write(
     """Read, feed (decrypt/hash), write, one reusable buffer at a time."""
     view = memoryview(bytearray(chunk_bytes))
     offset = 0
-    while n := os.readv(src_fd, [view]):
-        if cancelled.is_set():
-            raise asyncio.CancelledError
-        plain = feed(view[:n])
-        write_all(dst_fd, plain)
-        start_writeback(dst_fd, offset, len(plain))
-        offset += len(plain)
+    writeback = Writeback(dst_fd)
+    try:
+        while n := os.readv(src_fd, [view]):
+            if cancelled.is_set():
+                raise asyncio.CancelledError
+            plain = feed(view[:n])
+            writeback.final_up_to(offset)  # the chunks before this one
+            write_all(dst_fd, plain)
+            offset += len(plain)
+    finally:
+        writeback.close()
 
 
 def write_all(fd: int, data: bytes | memoryview) -> None:

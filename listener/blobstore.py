@@ -2,15 +2,16 @@
 
 The contract (:class:`BlobStore`) is two calls. ``ingest`` reads a source once, in chunks
 (decrypting an encrypted attachment on the way), checks the expected size and hashes, and makes
-the plaintext durable under its content address ``<sha[0:2]>/<sha[2:4]>/<sha>``; the same
-bytes ingested twice are stored once. It returns only after the bytes are durable, so the
-caller may then record them. ``exists`` says whether an address is already stored.
+the plaintext durable under its content address ``<sha[0:2]>/<sha>``; the same bytes ingested
+twice are stored once. It returns only after the bytes are durable, so the caller may then
+record them. ``exists`` says whether an address is already stored.
 
-:func:`stage` is the shared single pass (copy, hash, decrypt, verify, fsync; the loops are in
+:func:`stage` is the shared single pass (copy, hash, decrypt, verify; the loops are in
 :mod:`listener.blobcopy`) that every store uses: :class:`LocalBlobStore` stages into
-``<root>/.incoming`` (same file system) and links; a remote store (Supabase Storage) stages into
-a local temporary file, then uploads it (resumable above its size limit) unless ``exists`` says
-the address is already there.
+``<root>/.incoming`` (same file system) and links, many blobs per flush
+(:mod:`listener.blobcommit`); a remote store (Supabase Storage) stages into a local temporary
+file, then uploads it (resumable above its size limit) unless ``exists`` says the address is
+already there.
 """
 
 from __future__ import annotations
@@ -25,24 +26,31 @@ import uuid
 from collections.abc import AsyncIterable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiofiles
 
-from listener import blobcopy, crypto_attachment, errors
+from listener import blobcommit, blobcopy, crypto_attachment, errors
 
 CHUNK_BYTES = 4 << 20  # measured: 4 MiB chunks beat 1 MiB by ~2x on 1 GiB
 _NO_LIMIT = 1 << 62
 T = TypeVar("T")
 INCOMING_DIR = ".incoming"
 Source = Path | AsyncIterable[bytes]
+# Held by the store while it moves bytes (the caller's bound on concurrent copies), released
+# before waiting for durability or a remote store's answer where the store can tell them apart.
+Slot = contextlib.AbstractAsyncContextManager[Any]
+# One directory level of 256 shards (as git's objects/): a fresh archive needs 256 directories,
+# not one per blob as a second level (65,536 of them) would, and a shard holds ~4,000 entries
+# per million blobs, which ext4's hashed directories look up in constant time.
+SHARDS = [f"{n:02x}" for n in range(256)]
 
 
 def blob_key(sha256_hex: str) -> str:
     """The content address of bytes whose SHA-256 is ``sha256_hex``."""
     if len(sha256_hex) != 64 or not all(c in "0123456789abcdef" for c in sha256_hex):
         raise ValueError("not a lower-case hex SHA-256")
-    return f"{sha256_hex[0:2]}/{sha256_hex[2:4]}/{sha256_hex}"
+    return f"{sha256_hex[0:2]}/{sha256_hex}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +89,14 @@ class BlobStore(Protocol):
         decrypt: crypto_attachment.EncryptedFileInfo | None = None,
         expected_size: int | None = None,
         expected_source_sha256: str | None = None,
+        slot: Slot | None = None,
     ) -> StoredBlob:
         """Store ``source`` (a file, or an async stream of chunks) durably by content.
 
-        Raises MediaIntegrityError when the size, ``expected_source_sha256`` (hex, of the
-        bytes as read) or the EncryptedFile hash do not match (nothing is stored),
-        FileNotFoundError when a source file is absent, OSError for other I/O failures.
+        ``slot`` is held while the bytes move (see :data:`Slot`). Raises MediaIntegrityError
+        when the size, ``expected_source_sha256`` (hex, of the bytes as read) or the
+        EncryptedFile hash do not match (nothing is stored), FileNotFoundError when a source
+        file is absent, OSError for other I/O failures.
         """
 
 
@@ -140,18 +150,14 @@ class _Pass:
 
 
 def _stage_file(
-    source: Path,
-    target: Path,
-    one_pass: _Pass,
-    chunk_bytes: int,
-    cancelled: threading.Event,
-    durable: bool,
+    source: Path, target: Path, one_pass: _Pass, chunk_bytes: int, cancelled: threading.Event
 ) -> Staged:
-    """The whole copy in worker threads, off the event loop: copy, hash/decrypt, fsync.
+    """The whole copy in worker threads, off the event loop: copy and hash/decrypt.
 
     Plain files are copied by the kernel while this thread hashes the copied bytes
     (:func:`blobcopy.copy_file`; measured 2-3x faster on 1 GiB than read/hash/write in one
     loop); encrypted ones go through one buffer. ``cancelled`` stops either between chunks.
+    Not fsynced: the store decides how the bytes become durable (a remote store uploads them).
     """
     with _fd(source, os.O_RDONLY) as src, _fd(target, os.O_RDWR | os.O_CREAT | os.O_EXCL) as dst:
         feed, limit = one_pass.feed, one_pass.limit
@@ -160,10 +166,7 @@ def _stage_file(
         )
         if not copied:
             blobcopy.read_write(src, dst, feed, chunk_bytes=chunk_bytes, cancelled=cancelled)
-        staged = one_pass.finish(target)
-        if durable:
-            os.fsync(dst)
-    return staged
+        return one_pass.finish(target)
 
 
 @contextlib.contextmanager
@@ -175,17 +178,11 @@ def _fd(path: Path, flags: int) -> Iterator[int]:
         os.close(fd)
 
 
-async def _stage_stream(
-    source: AsyncIterable[bytes], target: Path, one_pass: _Pass, durable: bool
-) -> Staged:
+async def _stage_stream(source: AsyncIterable[bytes], target: Path, one_pass: _Pass) -> Staged:
     async with aiofiles.open(target, "xb") as out:
         async for chunk in source:
             await out.write(one_pass.feed(chunk))
-        staged = one_pass.finish(target)
-        await out.flush()
-        if durable:
-            await asyncio.to_thread(os.fsync, out.fileno())
-    return staged
+        return one_pass.finish(target)
 
 
 async def stage(
@@ -196,23 +193,19 @@ async def stage(
     expected_size: int | None = None,
     expected_source_sha256: str | None = None,
     chunk_bytes: int = CHUNK_BYTES,
-    durable: bool = True,
 ) -> Staged:
-    """Copy ``source`` to the new file ``target`` in one pass, verify it, fsync it.
+    """Copy ``source`` to the new file ``target`` in one pass and verify it (no fsync).
 
     Memory stays at a chunk or two whatever the size. On any error ``target`` is removed.
-    ``durable=False`` skips the fsync for a caller that makes the file durable itself.
     """
     one_pass = _Pass(decrypt, expected_size, expected_source_sha256)
     if isinstance(source, Path):
         return await _in_worker(
             target,
-            lambda cancelled: _stage_file(
-                source, target, one_pass, chunk_bytes, cancelled, durable
-            ),
+            lambda cancelled: _stage_file(source, target, one_pass, chunk_bytes, cancelled),
         )
     with _removed_on_error(target, threading.Event()):
-        return await _stage_stream(source, target, one_pass, durable)
+        return await _stage_stream(source, target, one_pass)
 
 
 async def _in_worker(target: Path, work: Callable[[threading.Event], T]) -> T:
@@ -251,23 +244,46 @@ def _check(
 class LocalBlobStore:
     """Blobs as files under ``root`` (``MEDIA_ARCHIVE_PATH``), for the PostgreSQL sink.
 
-    Durability, per blob, in this order: the staged file's bytes (fsync), then its name at the
-    content address (link, fsync of the shard directory), then, once per shard directory and
-    process, the directory's own entry (fsync of its parent). :meth:`ingest` returns only after
-    all of them, so the caller's row is never ahead of the bytes.
+    :meth:`open` creates the 256 shard directories once and makes their entries durable, so
+    publishing a blob never creates a directory. :meth:`ingest` stages the bytes under the
+    caller's slot, then hands the staged file to a :class:`~listener.blobcommit.GroupCommit`
+    (bytes durable, then the name, then the name durable; many blobs per flush) and returns
+    only after that, so the caller's row is never ahead of the bytes.
     """
 
     def __init__(self, root: Path, *, chunk_bytes: int = CHUNK_BYTES) -> None:
         self.root = root
         self._incoming = root / INCOMING_DIR
         self._chunk_bytes = chunk_bytes
-        self._incoming_ready = False
-        # Shard directories whose entries this process has made durable. A directory found
-        # existing is not trusted: a process killed between mkdir and fsync leaves one behind.
-        self._durable_dirs: set[Path] = set()
+        self._opened = False
+        self._commits = blobcommit.GroupCommit(root)
+
+    @property
+    def flushes(self) -> int:
+        """How many group flushes published the blobs so far (benchmarks report it)."""
+        return self._commits.batches
 
     def path_of(self, key: str) -> Path:
         return self.root.joinpath(*key.split("/"))
+
+    async def open(self) -> None:
+        """Create the store's directories (idempotent; :meth:`ingest` calls it too)."""
+        if not self._opened:
+            await asyncio.to_thread(self._create_layout)
+            self._opened = True
+
+    def _create_layout(self) -> None:
+        # Directories found on disk are made durable as well: a process killed between a
+        # mkdir and its parent's fsync may have left one only in the page cache.
+        self._incoming.mkdir(parents=True, exist_ok=True)
+        for shard in SHARDS:
+            (self.root / shard).mkdir(exist_ok=True)
+        for directory in (self.root, self.root.parent):
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread(self.path_of(key).is_file)
@@ -279,22 +295,11 @@ class LocalBlobStore:
         decrypt: crypto_attachment.EncryptedFileInfo | None = None,
         expected_size: int | None = None,
         expected_source_sha256: str | None = None,
+        slot: Slot | None = None,
     ) -> StoredBlob:
-        if not self._incoming_ready:
-            await asyncio.to_thread(self._incoming.mkdir, parents=True, exist_ok=True)
-            self._incoming_ready = True
+        await self.open()
         temp = self._incoming / f"{uuid.uuid4().hex}.part"
-        # durable=False: _publish fsyncs the file, after creating the shard directories.
-        if isinstance(source, Path):
-            one_pass = _Pass(decrypt, expected_size, expected_source_sha256)
-
-            def stage_and_publish(cancelled: threading.Event) -> tuple[Staged, bool]:
-                # One worker-thread hop per blob, not two: the event loop is busy with rows.
-                staged = _stage_file(source, temp, one_pass, self._chunk_bytes, cancelled, False)
-                return staged, self._publish(temp, self.path_of(blob_key(staged.sha256)))
-
-            staged, created = await _in_worker(temp, stage_and_publish)
-        else:
+        async with slot or contextlib.nullcontext():
             staged = await stage(
                 source,
                 temp,
@@ -302,61 +307,18 @@ class LocalBlobStore:
                 expected_size=expected_size,
                 expected_source_sha256=expected_source_sha256,
                 chunk_bytes=self._chunk_bytes,
-                durable=False,
             )
-            final = self.path_of(blob_key(staged.sha256))
-            created = await asyncio.to_thread(self._publish, temp, final)
+        # The slot is free: the next copy runs while this blob waits for its group's flush.
+        # No await between stage and publish, so the staged file always reaches an owner.
         key = blob_key(staged.sha256)
-        return StoredBlob(key, staged.sha256, staged.size, staged.source_sha256, created)
-
-    def _publish(self, temp: Path, final: Path) -> bool:
-        """Link the staged file to its address (never clobbering), then make that durable."""
         try:
-            # mkdir before the file's fsync: on ext4 that fsync's journal commit carries the
-            # new directories too, so their fsyncs below find nothing left to commit.
-            new_dirs = self._make_dirs(final.parent)
-            created = not final.exists()
-            if created:
-                _fsync_file(temp)  # the bytes are durable before any name points at them
-                try:
-                    os.link(temp, final)
-                except FileExistsError:
-                    created = False  # a concurrent ingest of the same bytes won
-        finally:
-            temp.unlink(missing_ok=True)
-        # Also when the address existed: it may have been linked by a process that died
-        # before this fsync (same boot, so still only in the page cache).
-        _fsync_dir(final.parent)
-        for directory in new_dirs:
-            _fsync_dir(directory.parent)
-            self._durable_dirs.add(directory)
-        return created
-
-    def _make_dirs(self, directory: Path) -> list[Path]:
-        """Create ``directory`` and its parents below ``root`` as needed; return, top down,
-        those whose entries this process has not made durable yet."""
-        todo: list[Path] = []
-        probe = directory
-        while probe != self.root and probe not in self._durable_dirs:
-            todo.append(probe)
-            probe = probe.parent
-        todo.reverse()
-        for path in todo:
-            path.mkdir(exist_ok=True)
-        return todo
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            created = await self._commits.publish(blobcommit.PendingBlob(temp, self.path_of(key)))
+        except FileNotFoundError as exc:
+            # A directory of the store vanished under the running service (a clean-up gone
+            # wrong): not the source's fault. Lay the store out again before the next ingest;
+            # this blob's row stays pending and is retried.
+            self._opened = False
+            raise errors.SinkUnavailable(
+                f"archive directory missing under {self.root}: {exc.filename or exc}"
+            ) from exc
+        return StoredBlob(key, staged.sha256, staged.size, staged.source_sha256, created)

@@ -3,9 +3,12 @@
 Intake is synchronous and O(refs) (:meth:`MediaArchiver.offer_archived` fits the pipeline's
 ``on_archived`` hook): it only finds the media references and queues them. A planner task
 looks them up in Synapse (one query per batch and table), writes the rows that need no copy
-and ``pending`` rows for the rest, and hands copies to ``workers`` copy tasks. So a 1 GB video
-occupies one copy slot and never the text pipeline. Copy jobs hold paths, never bytes; when
-the copy queue is full a job stays a ``pending`` row and the retry scan picks it up.
+and ``pending`` rows for the rest, and hands copies to copy tasks. A copy moves its bytes under
+one of ``workers`` slots (files over 4 MiB) or ``small_file_workers`` slots (the rest), then
+waits, slot released, for the blob store's group flush and the row's batched commit. So a
+1 GB video occupies one copy slot and never the text pipeline. Copy jobs hold paths, never
+bytes; when the copy queue is full a job stays a ``pending`` row and the retry scan picks it
+up.
 
 A row becomes ``stored`` only after the blob store has made the bytes durable and their size
 and hashes checked out; then its analysis job is ensured. Missing files are retried on a slow
@@ -45,6 +48,11 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MediaAllowed = Callable[[str | None, str | None], bool]  # (room_id, chat_id) -> archive_media
+# A file of at most one chunk is copied and hashed in one call on one thread; its cost is the
+# file system's latency (an inode, a directory entry), not CPU, so many may run at once. A
+# larger one keeps a core busy hashing for as long as it copies: those are the ones bounded
+# by MEDIA_WORKERS, so that big videos never crowd the text path off the CPU.
+SMALL_FILE_BYTES = blobstore.CHUNK_BYTES
 AUTO_RETRY_STATUSES: tuple[media_sink.Status, ...] = ("missing", "pending")
 CLI_RETRY_STATUSES: tuple[media_sink.Status, ...] = ("failed", "missing", "pending")
 _SINK_ATTEMPTS = 5
@@ -112,6 +120,8 @@ class MediaArchiver:
         download_media: bool = True,
         media_allowed: MediaAllowed | None = None,
         workers: int = 2,
+        small_file_workers: int = 8,
+        copies_in_flight: int = 64,
         queue_size: int = 10_000,
         upload_wait_s: float = 30.0,
         upload_poll_s: float = 1.0,
@@ -129,8 +139,9 @@ class MediaArchiver:
         self._server_name = server_name
         self._download_media = download_media
         self._media_allowed = media_allowed or (lambda room_id, chat_id: True)
-        self._workers = workers
         self._slots = asyncio.Semaphore(workers)
+        self._small_file_slots = asyncio.Semaphore(small_file_workers)
+        self._copies_in_flight = max(workers + small_file_workers, copies_in_flight)
         self._inbox: asyncio.Queue[media_plan.Item] = asyncio.Queue()
         self._copies: asyncio.Queue[media_plan.Copy] = asyncio.Queue(queue_size)
         self._upload_wait_s = upload_wait_s
@@ -271,10 +282,12 @@ class MediaArchiver:
         self._running = True
         tasks = [asyncio.create_task(self._planner(), name="media-planner")]
         tasks += [
-            # Twice the copy slots: a copier waiting for its row's commit leaves its slot
-            # to the next copy; the semaphore still bounds concurrent copies to ``workers``.
+            # More copiers than copy slots: a copier whose bytes are copied waits for its
+            # blob's group flush and its row's commit without its slot, and those waits
+            # are shared by everyone waiting at the time: the more blobs wait together,
+            # the fewer flushes and commits. The semaphore still bounds concurrent copies.
             asyncio.create_task(self._copier(), name=f"media-copy-{n}")
-            for n in range(2 * self._workers)
+            for n in range(self._copies_in_flight)
         ]
         tasks.append(asyncio.create_task(self._retrier(), name="media-retry"))
         try:
@@ -403,9 +416,9 @@ class MediaArchiver:
             return "pending"
         self._inflight.add(key)
         try:
-            async with self._slots:
-                row = await self._copy(copy)
-            # The slot is free again: the next copy runs while this row is being committed.
+            row = await self._copy(copy)
+            # The slot was freed once the bytes moved: the next copies run while this row
+            # waits for durability and its commit.
             status = await self._recorder.submit(row)
             if self.on_outcome is not None:
                 self.on_outcome(status, row.size_bytes or 0)
@@ -447,7 +460,10 @@ class MediaArchiver:
 
     async def _ingest(self, copy: media_plan.Copy) -> blobstore.StoredBlob:
         """From the media_store; from the homeserver's media API when the file is absent."""
+        small = copy.expected_size is not None and copy.expected_size <= SMALL_FILE_BYTES
         options: dict[str, Any] = {
+            # The store holds the slot while the bytes move.
+            "slot": self._small_file_slots if small else self._slots,
             "decrypt": copy.decrypt,
             "expected_size": copy.expected_size,
             "expected_source_sha256": copy.expected_source_sha256,

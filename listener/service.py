@@ -260,6 +260,7 @@ class Service:
                 room_id, chat_id or ""
             ),
             workers=config.media_workers,
+            small_file_workers=config.media_small_file_workers,
             queue_size=config.media_queue_size,
             upload_wait_s=config.media_upload_wait_s,
             upload_poll_s=config.media_upload_poll_s,

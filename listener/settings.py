@@ -70,7 +70,8 @@ class Settings(BaseSettings):
     download_media: bool = True
     # media: where the PostgreSQL sink keeps the bytes (content-addressed), and the copy work.
     media_archive_path: Path | None = None
-    media_workers: int = Field(2, ge=1, le=64)
+    media_workers: int = Field(2, ge=1, le=64)  # concurrent copies of files over 4 MiB
+    media_small_file_workers: int = Field(8, ge=1, le=64)  # ... of files up to 4 MiB
     media_queue_size: int = Field(10_000, ge=1)
     media_upload_wait_s: float = Field(30.0, gt=0)
     media_upload_poll_s: float = Field(1.0, gt=0)

@@ -123,25 +123,30 @@ class SupabaseBlobStore:
         decrypt: crypto_attachment.EncryptedFileInfo | None = None,
         expected_size: int | None = None,
         expected_source_sha256: str | None = None,
+        slot: blobstore.Slot | None = None,
     ) -> blobstore.StoredBlob:
         await self.open()
         temp = self._staging / f"{uuid.uuid4().hex}.part"
-        staged = await blobstore.stage(
-            source,
-            temp,
-            decrypt=decrypt,
-            expected_size=expected_size,
-            expected_source_sha256=expected_source_sha256,
-            chunk_bytes=self._chunk_bytes,
-        )
-        try:
-            key = blobstore.blob_key(staged.sha256)
-            created = not await self.exists(key)
-            if created:
-                await self._upload(staged.path, key, staged.size)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
+        # The whole ingest holds the slot: the upload is the part that moves the bytes.
+        async with slot or contextlib.nullcontext():
+            # Staged without fsync: the temporary file is only read back for the upload,
+            # and Storage's answer to that upload is what makes the bytes durable.
+            staged = await blobstore.stage(
+                source,
+                temp,
+                decrypt=decrypt,
+                expected_size=expected_size,
+                expected_source_sha256=expected_source_sha256,
+                chunk_bytes=self._chunk_bytes,
+            )
+            try:
+                key = blobstore.blob_key(staged.sha256)
+                created = not await self.exists(key)
+                if created:
+                    await self._upload(staged.path, key, staged.size)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp)
         return blobstore.StoredBlob(key, staged.sha256, staged.size, staged.source_sha256, created)
 
     async def _upload(self, path: Path, key: str, size: int) -> None:

@@ -230,7 +230,7 @@ async def test_media__archives_every_kind_with_metadata_and_one_job_each(env: En
         assert row["sha256"] == sha(data)
         assert row["size_bytes"] == len(data)
         stored = env.archive_root / row["storage_path"]
-        assert row["storage_path"] == f"{sha(data)[:2]}/{sha(data)[2:4]}/{sha(data)}"
+        assert row["storage_path"] == f"{sha(data)[:2]}/{sha(data)}"
         assert stored.read_bytes() == data
         assert row["uploaded_at"] is not None
     kinds = {(r["event_id"], r["kind"]) for r in (await env.rows()).values()}
@@ -736,3 +736,45 @@ async def test_media__real_synapse_upload_round_trip(
         await archive.close()
         await synapse.close()
         await pg.drop_database(name)
+
+
+class GatedStore:
+    """The real store, but a copy over one chunk holds its slot until ``release`` is set."""
+
+    def __init__(self, inner: blobstore.LocalBlobStore) -> None:
+        self.inner = inner
+        self.release = asyncio.Event()
+        self.big_started = asyncio.Event()
+
+    async def exists(self, key: str) -> bool:
+        return await self.inner.exists(key)
+
+    async def ingest(
+        self, source: blobstore.Source, *, slot: blobstore.Slot | None = None, **kwargs: Any
+    ) -> blobstore.StoredBlob:
+        assert slot is not None
+        if (kwargs["expected_size"] or 0) <= media.SMALL_FILE_BYTES:
+            return await self.inner.ingest(source, slot=slot, **kwargs)
+        async with slot:
+            self.big_started.set()
+            await self.release.wait()
+            return await self.inner.ingest(source, **kwargs)
+
+
+async def test_media__photos_are_stored_while_every_big_copy_slot_is_busy(env: Env) -> None:
+    big = await env.upload(os.urandom(media.SMALL_FILE_BYTES + 1), "video/mp4", "v.mp4")
+    photos = [await env.upload(os.urandom(2000), "image/png", f"{n}.png") for n in range(5)]
+    store = GatedStore(env.store.inner)
+    archiver = env.archiver(store=store, workers=1, small_file_workers=2)
+    video = message({"msgtype": "m.video", "body": "v.mp4", "url": big}, event_id="$video")
+    run = asyncio.create_task(archiver.process([video]))
+    await asyncio.wait_for(store.big_started.wait(), 10)
+
+    # The only big-file slot is held: the photos go through their own slots meanwhile.
+    done = await asyncio.wait_for(archiver.process([message(image(mxc)) for mxc in photos]), 10)
+    assert done == collections.Counter(stored=5)
+    assert not run.done()
+
+    store.release.set()
+    assert await asyncio.wait_for(run, 10) == collections.Counter(stored=1)
+    assert (await env.row("$video", big))["status"] == "stored"

@@ -314,7 +314,7 @@ async def test_supabase__media_lands_at_its_content_address_and_20_mb_resumes_ov
             row = await supa.archive.fetchrow("SELECT * FROM media WHERE event_id = $1", event_id)
             sha = hashlib.sha256(data).hexdigest()
             assert (row["status"], row["sha256"]) == ("stored", sha)
-            assert row["storage_path"] == f"{sha[:2]}/{sha[2:4]}/{sha}"
+            assert row["storage_path"] == f"{sha[:2]}/{sha}"
             downloaded = await api.client.storage.from_("archive-media").download(
                 row["storage_path"]
             )
@@ -359,7 +359,7 @@ async def test_supabase__service_archives_media_into_the_bucket(
         await wait_until(stored, timeout_s=15, what="media stored")
     sha = hashlib.sha256(data).hexdigest()
     row = await supa.archive.fetchrow("SELECT * FROM media WHERE event_id = $1", sent.event_id)
-    assert row["storage_path"] == f"{sha[:2]}/{sha[2:4]}/{sha}"
+    assert row["storage_path"] == f"{sha[:2]}/{sha}"
     if supa.stub is not None:
         assert supa.stub.storage.object_path("wa-media", row["storage_path"]).read_bytes() == data
         assert supa.stub.storage.buckets["wa-media"]["public"] is False
