@@ -98,7 +98,7 @@ def _publish_one(blob: PendingBlob) -> Outcome:
                 return created
         # Also when the address existed: it may have been linked by a process that died
         # before this fsync (same boot, so still only in the page cache).
-        _on_fd(blob.final.parent, os.O_RDONLY | os.O_DIRECTORY, os.fsync)
+        fsync_directory(blob.final.parent)
     except OSError as exc:
         return exc
     return created
@@ -113,6 +113,11 @@ def _link(blob: PendingBlob) -> Outcome:
     except OSError as exc:
         return exc
     return True
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make ``directory``'s entries (names created or removed in it) durable."""
+    _on_fd(directory, os.O_RDONLY | os.O_DIRECTORY, os.fsync)
 
 
 def _on_fd(path: Path, flags: int, action: Callable[[int], object]) -> None:

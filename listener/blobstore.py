@@ -278,12 +278,8 @@ class LocalBlobStore:
         self._incoming.mkdir(parents=True, exist_ok=True)
         for shard in SHARDS:
             (self.root / shard).mkdir(exist_ok=True)
-        for directory in (self.root, self.root.parent):
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        blobcommit.fsync_directory(self.root)
+        blobcommit.fsync_directory(self.root.parent)
 
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread(self.path_of(key).is_file)
