@@ -39,7 +39,9 @@ from typing import Any
 import asyncpg
 
 from bench import common, seed_baseline
-from listener import simulator, sink, synapse_writer
+from listener.sim import bridge as simulator
+from listener.sim import synapse_writer
+from listener.sinks import protocol
 
 RATE_TARGET = 10_000.0
 RSS_TARGET_MB = 150.0
@@ -150,7 +152,8 @@ async def check_archive(archive_url: str, bridge_url: str) -> dict[str, Any]:
     try:
         archived = int(await a.fetchval("SELECT count(*) FROM messages"))
         cursor = await a.fetchval(
-            "SELECT (value->>'rowid')::bigint FROM archiver_state WHERE name = $1", sink.CURSOR_KEY
+            "SELECT (value->>'rowid')::bigint FROM archiver_state WHERE name = $1",
+            protocol.CURSOR_KEY,
         )
         newest = int(await b.fetchval("SELECT max(rowid) FROM message"))
         failures = int(await a.fetchval("SELECT count(*) FROM archive_failures"))

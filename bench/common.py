@@ -2,8 +2,9 @@
 
 Every benchmark creates its databases with unique names on the local server (127.0.0.1 only)
 and drops them on the way out, even on errors or Ctrl-C. The schemas come from the same files
-the tests and operators use: ``listener/fixtures/bridge_v29.sql`` + ``sql/triggers.sql`` (psql),
-``listener/fixtures/synapse_subset.sql`` and the archive migrations (``listener.migrate``).
+the tests and operators use: ``listener/sim/fixtures/bridge_v29.sql`` + ``sql/triggers.sql``
+(psql), ``listener/sim/fixtures/synapse_subset.sql`` and the archive migrations
+(``listener.schema.migrate``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from listener import migrate, simulator
+from listener.schema import migrate
+from listener.sim import bridge as simulator
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"

@@ -42,7 +42,10 @@ from typing import Any
 import asyncpg
 
 from bench import common
-from listener import models, service, settings, simulator, synapse_writer
+from listener import service, settings
+from listener.core import models
+from listener.sim import bridge as simulator
+from listener.sim import synapse_writer
 
 P50_TARGET_MS = 5.0
 P99_TARGET_MS = 25.0

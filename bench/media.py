@@ -44,7 +44,10 @@ import asyncpg
 import psutil
 
 from bench import common
-from listener import blobstore, media, media_refs, media_source, pg_media_sink
+from listener.media import archiver as media
+from listener.media import blobstore, refs
+from listener.media import source as media_source
+from listener.sinks import postgres_media
 
 SERVER = "bench.example"
 INSERT = (
@@ -73,7 +76,7 @@ async def _lay_out(
 ) -> list[str]:
     ids = [_media_id(rng) for _ in sizes]
     for media_id, size in zip(ids, sizes, strict=True):
-        _write_random(store / media_refs.local_content_path(media_id), size)
+        _write_random(store / refs.local_content_path(media_id), size)
     n = len(ids)
     await pool.execute(
         INSERT, ids, ["image/jpeg"] * n, sizes, [1_700_000_000_000] * n,
@@ -130,7 +133,7 @@ async def _archive(
     layout_s = time.perf_counter() - layout_start
     archiver = media.MediaArchiver(
         source=media_source.MediaSource(synapse),
-        sink=pg_media_sink.PgMediaSink(archive),
+        sink=postgres_media.PgMediaSink(archive),
         store=blobs,
         media_store_path=store,
         server_name=SERVER,

@@ -43,7 +43,11 @@ import asyncpg
 import psutil
 
 from bench import common
-from listener import media_refs, models, service, settings, simulator, synapse_writer
+from listener import service, settings
+from listener.core import models
+from listener.media import refs
+from listener.sim import bridge as simulator
+from listener.sim import synapse_writer
 
 P99_TARGET_MS = 50.0
 RSS_TARGET_MB = 150.0
@@ -155,9 +159,7 @@ def _write_random(path: Path, size: int) -> str:
 async def lay_out_video(synapse: asyncpg.Pool, store: Path, size: int, n: int) -> str:
     """A video in the media store with its ``local_media_repository`` row; returns its mxc."""
     media_id = f"BenchVideo{n:02d}" + "x" * 12
-    sha256 = await asyncio.to_thread(
-        _write_random, store / media_refs.local_content_path(media_id), size
-    )
+    sha256 = await asyncio.to_thread(_write_random, store / refs.local_content_path(media_id), size)
     await synapse.execute(
         synapse_writer.INSERT_MEDIA, media_id, "video/mp4", size, int(time.time() * 1000),
         f"video-{n}.mp4", "@whatsapp_bench:" + SERVER, sha256,

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from bench import common
-from listener import simulator
+from listener.sim import bridge as simulator
 
 CHANNEL = "archiver_db"
 PORTAL_ID = "120363000000000001@g.us"

@@ -12,18 +12,12 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
-from listener import (
-    errors,
-    logsetup,
-    migrate,
-    pgconnect,
-    pipeline,
-    reconcile,
-    redact,
-    service,
-    settings,
-    sqlfiles,
-)
+from listener import service, settings
+from listener.core import errors, failure_kinds, redact
+from listener.db import connect as pgconnect
+from listener.flow import reconcile
+from listener.ops import logsetup
+from listener.schema import migrate, sqlfiles
 
 logger = logging.getLogger("listener.cli")
 
@@ -327,13 +321,9 @@ async def _cmd_retry_failures(_args: argparse.Namespace) -> int:
     svc = service.Service(config)
     await svc.open()
     try:
-        failures = await svc.sink.open_failures(pipeline.RETRYABLE_KINDS)
-        rowids = sorted({f.bridge_rowid for f in failures if f.bridge_rowid is not None})
-        svc.processor.persist_cursor = False
-        svc.processor.resolve_failures = True
-        for start in range(0, len(rowids), config.batch_size):
-            await svc.processor.process(rowids[start : start + config.batch_size], owned=True)
-        still_open = await svc.sink.open_failures(pipeline.RETRYABLE_KINDS)
+        failures = await svc.sink.open_failures(failure_kinds.RETRYABLE)
+        await svc.rearchive([f.bridge_rowid for f in failures if f.bridge_rowid is not None])
+        still_open = await svc.sink.open_failures(failure_kinds.RETRYABLE)
     finally:
         await svc.close()
     print(f"retried {len(failures)} failures; {len(still_open)} still open")
@@ -341,7 +331,7 @@ async def _cmd_retry_failures(_args: argparse.Namespace) -> int:
 
 
 async def _cmd_demo(args: argparse.Namespace) -> int:
-    from listener import demo  # imported here: the simulator is not needed by the service
+    from listener.sim import demo  # imported here: the simulator is not needed by the service
 
     logsetup.configure(level="WARNING", json_lines=False, secrets=[])
     result: int = await demo.run_demo(pg_url=args.pg_url, duration_s=args.duration, rate=args.rate)
@@ -349,7 +339,7 @@ async def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def _cmd_doctor(args: argparse.Namespace) -> int:
-    from listener import doctor, doctor_facts
+    from listener.ops import doctor, doctor_facts
 
     config = _load()
     results = await doctor_facts.diagnose(config, max_clock_skew_s=args.max_clock_skew_s)
@@ -360,7 +350,7 @@ async def _cmd_doctor(args: argparse.Namespace) -> int:
 
 
 async def _cmd_status(args: argparse.Namespace) -> int:
-    from listener import status
+    from listener.ops import status
 
     config = _load()
     conn = await pgconnect.connect(
@@ -379,7 +369,7 @@ async def _cmd_status(args: argparse.Namespace) -> int:
 
 
 async def _cmd_verify(args: argparse.Namespace) -> int:
-    from listener import verify
+    from listener.ops import verify
 
     # A repair records a still-missing Synapse event as a failure at once instead of waiting.
     config = _load(missing_event_timeout_s=1e-9) if args.repair else _load()
@@ -388,7 +378,7 @@ async def _cmd_verify(args: argparse.Namespace) -> int:
         svc = service.Service(config)
         await svc.open()
         try:
-            await verify.repair(svc, [m.rowid for m in report.missing])
+            await svc.rearchive([m.rowid for m in report.missing])
         finally:
             await svc.close()
         logger.info(

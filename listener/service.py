@@ -7,42 +7,32 @@ import contextlib
 import logging
 import os
 import socket
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 import listener
-from listener import (
-    archive_stats,
-    blobstore,
-    bridge_source,
-    errors,
-    listen,
-    media,
-    media_catchup,
-    media_http,
-    media_sink,
-    media_source,
-    metrics,
-    metrics_server,
-    models,
-    pg_media_sink,
-    pg_sink,
-    pgconnect,
-    pipeline,
-    probes,
-    reconcile,
-    roomfilter,
-    sdnotify,
-    settings,
-    sink,
-    sweep,
-    synapse_source,
-    tracker,
-    workers,
-)
+from listener import settings
+from listener.core import errors, models, roomfilter, tracker
+from listener.db import connect
+from listener.flow import listen, pipeline, reconcile, sweep, workers
+from listener.media import archiver as media
+from listener.media import blobstore, http_fallback
+from listener.media import catchup as media_catchup
+from listener.media import source as media_source
+from listener.ops import archive_stats, metrics, metrics_server, probes, sdnotify
+from listener.sinks import media_protocol, postgres, postgres_media
+from listener.sinks import protocol as sink
+from listener.sources import bridge as bridge_source
+from listener.sources import synapse as synapse_source
+
+if TYPE_CHECKING:
+    from listener.sinks.supabase import sink as supabase_sink
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +44,8 @@ def build_sink(config: settings.Settings) -> sink.Sink:
     """Supabase when SUPABASE_URL is set, else the PostgreSQL sink."""
     if config.supabase_url is not None:
         # Imported here: PostgreSQL-only installs need not have the supabase package.
-        from listener import supabase_api, supabase_sink
+        from listener.sinks.supabase import api as supabase_api
+        from listener.sinks.supabase import sink as supabase_sink
 
         assert config.supabase_key is not None  # guaranteed by Settings validation
         api = supabase_api.SupabaseApi(
@@ -68,18 +59,18 @@ def build_sink(config: settings.Settings) -> sink.Sink:
         )
         return supabase_sink.SupabaseSink(api)
     assert config.archive_db_url is not None  # guaranteed by Settings validation
-    return pg_sink.PostgresSink(
+    return postgres.PostgresSink(
         config.archive_db_url.get_secret_value(), pool_size=config.workers + 1
     )
 
 
 def build_media_backends(
     config: settings.Settings, archive_sink: sink.Sink
-) -> tuple[media_sink.MediaSink, blobstore.BlobStore] | None:
+) -> tuple[media_protocol.MediaSink, blobstore.BlobStore] | None:
     """Where media rows and bytes go for this sink; None when media archiving is off."""
     if not config.download_media and config.media_store_path is None:
         return None
-    if isinstance(archive_sink, pg_sink.PostgresSink):
+    if isinstance(archive_sink, postgres.PostgresSink):
         if config.media_archive_path is None:
             logger.warning(
                 "media is not archived: set MEDIA_ARCHIVE_PATH (where the PostgreSQL sink keeps "
@@ -88,15 +79,31 @@ def build_media_backends(
             )
             return None
         return (
-            pg_media_sink.PgMediaSink(archive_sink.pool),
+            postgres_media.PgMediaSink(archive_sink.pool),
             blobstore.LocalBlobStore(config.media_archive_path),
         )
-    backends = getattr(archive_sink, "media_backends", None)
-    if backends is None:
-        logger.warning("media is not archived by sink %s", archive_sink.name)
-        return None
-    result: tuple[media_sink.MediaSink, blobstore.BlobStore] = backends(config)
-    return result
+    from listener.sinks.supabase import sink as supabase_sink
+
+    if isinstance(archive_sink, supabase_sink.SupabaseSink):
+        return archive_sink.media_sink(), _supabase_blob_store(config, archive_sink)
+    logger.warning("media is not archived by sink %s", archive_sink.name)
+    return None
+
+
+def _supabase_blob_store(
+    config: settings.Settings, archive_sink: supabase_sink.SupabaseSink
+) -> blobstore.BlobStore:
+    """Bytes in the private bucket MEDIA_BUCKET (created on first use), staged under
+    SUPABASE_STAGING_PATH, through the sink's own API client."""
+    from listener.media import supabase_blobstore
+
+    staging = config.supabase_staging_path or Path(tempfile.gettempdir()) / "archiver-db-staging"
+    return supabase_blobstore.SupabaseBlobStore(
+        archive_sink.api,
+        bucket=config.media_bucket,
+        staging_dir=staging,
+        tus_threshold_bytes=config.supabase_tus_threshold_bytes,
+    )
 
 
 @dataclass
@@ -152,12 +159,12 @@ class Service:
     async def open(self) -> None:
         """Connect to both sources and the sink, load the cursor and the room configuration."""
         config = self.config
-        self._bridge_pool = await pgconnect.create_pool(
+        self._bridge_pool = await connect.create_pool(
             config.whatsapp_db_url.get_secret_value(),
             application_name="archiver-db:bridge",
             max_size=config.workers + 2,
         )
-        self._synapse_pool = await pgconnect.create_pool(
+        self._synapse_pool = await connect.create_pool(
             config.synapse_db_url.get_secret_value(),
             application_name="archiver-db:synapse",
             max_size=config.workers + 1,
@@ -245,7 +252,7 @@ class Service:
         assert self._synapse_pool is not None
         fetcher = None
         if config.media_http_fallback_url and config.media_access_token:
-            fetcher = media_http.HttpMediaFetcher(
+            fetcher = http_fallback.HttpMediaFetcher(
                 config.media_http_fallback_url,
                 access_token=config.media_access_token.get_secret_value(),
             )
@@ -268,6 +275,23 @@ class Service:
             archive_quarantined=config.archive_quarantined_media,
             fetcher=fetcher,
         )
+
+    async def rearchive(self, rowids: Sequence[int]) -> int:
+        """Archive ``rowids`` again through the Processor (after :meth:`open`); the rows done.
+
+        For ``verify --repair`` and ``retry-failures``: the live cursor is not touched and the
+        failures these rows had are resolved. A row whose Synapse event is still missing gets one
+        more pass, then is recorded as a failure (the caller sets a tiny MISSING_EVENT_TIMEOUT_S).
+        """
+        self.processor.persist_cursor = False
+        self.processor.resolve_failures = True
+        size = self.config.batch_size
+        ordered = sorted(set(rowids))
+        for start in range(0, len(ordered), size):
+            retry = await self.processor.process(ordered[start : start + size], owned=True)
+            if retry:
+                await self.processor.process(retry, owned=True)
+        return self.processor.rows_done
 
     async def close(self) -> None:
         await self.sink.close()

@@ -20,7 +20,7 @@
 -- trigger):
 --     psql -v ON_ERROR_STOP=1 -d <bridge db> -f sql/triggers.sql
 --     psql -v ON_ERROR_STOP=1 -d <bridge db> -v channel=my_channel -f sql/triggers.sql
--- `archiver-db` installs the same file through listener/sqlfiles.py (keep to the psql
+-- `archiver-db` installs the same file through listener/schema/sqlfiles.py (keep to the psql
 -- meta-commands that file understands: \set, \if, \elif, \else, \endif).
 --
 -- Uninstall: psql -v ON_ERROR_STOP=1 -d <bridge db> -f sql/uninstall_triggers.sql
@@ -57,7 +57,7 @@ CREATE OR REPLACE FUNCTION archiver_db.notify_rowids()
 AS $function$
 -- Trigger argument 0: the NOTIFY channel (psql does not interpolate inside this body).
 DECLARE
-    max_ranges CONSTANT integer := 1000;  -- listener/payload.py MAX_RANGES
+    max_ranges CONSTANT integer := 1000;  -- listener/core/payload.py MAX_RANGES
     max_bytes CONSTANT integer := 7900;   -- PostgreSQL rejects payloads of 8000 bytes or more
     channel text := coalesce(TG_ARGV[0], 'archiver_db');
     ranges text;

@@ -16,7 +16,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from listener import migrate, service, settings, simulator, synapse_writer
+from listener import service, settings
+from listener.schema import migrate
+from listener.sim import bridge as simulator
+from listener.sim import synapse_writer
 from tests import pg
 
 pytest_plugins = ["tests.synapse_fixtures"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from listener import simulator, synapse_writer
+from listener.sim import bridge, synapse_writer
 from tests import pg
 from tests.synapse_server import SynapseServer, template_name
 
@@ -57,7 +57,7 @@ async def http_writer(
 @pytest.fixture(scope="session")
 async def bridge_template() -> AsyncIterator[str]:
     async def setup(conn: asyncpg.Connection) -> None:
-        await conn.execute(simulator.fixture_sql("bridge_v29.sql"))
+        await conn.execute(bridge.fixture_sql("bridge_v29.sql"))
 
     name = await pg.build_template(pg.unique_name("bridge_tpl"), setup)
     yield name
@@ -79,12 +79,12 @@ async def bridge_pool(bridge_template: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 async def synapse_subset_pool() -> AsyncIterator[asyncpg.Pool]:
-    """A fresh database with only listener/fixtures/synapse_subset.sql (no Synapse)."""
+    """A fresh database with only listener/sim/fixtures/synapse_subset.sql (no Synapse)."""
     name = pg.unique_name("synapse_subset")
     url = await pg.create_database(name, collate_c=True)
     pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
     try:
-        await pool.execute(simulator.fixture_sql("synapse_subset.sql"))
+        await pool.execute(bridge.fixture_sql("synapse_subset.sql"))
         yield pool
     finally:
         await pool.close()

@@ -24,7 +24,8 @@ import asyncpg
 import httpx
 import pytest
 
-from listener import migrate, settings
+from listener import settings
+from listener.schema import migrate
 from tests import pg
 from tests.conftest import World, wait_until
 

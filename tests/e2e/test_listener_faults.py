@@ -20,7 +20,10 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from listener import listen, service, simulator, synapse_writer
+from listener import service
+from listener.flow import listen
+from listener.sim import bridge as simulator
+from listener.sim import synapse_writer
 from tests.conftest import World, wait_until
 
 LISTENER_HELLO = listen.APPLICATION_NAME.encode()

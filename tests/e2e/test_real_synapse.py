@@ -26,7 +26,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from listener import simulator, synapse_writer
+from listener.sim import bridge as simulator
+from listener.sim import synapse_writer
 from tests import pg
 from tests.conftest import World, wait_until
 from tests.synapse_server import SynapseServer

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
-from listener import models, pg_sink
+from listener.core import models
+from listener.sinks import postgres
 from tests.conftest import World
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -49,7 +50,7 @@ EDITED = {
 
 
 async def _write(world: World, *messages: models.ArchivedMessage) -> None:
-    sink = pg_sink.PostgresSink(world.archive_url)
+    sink = postgres.PostgresSink(world.archive_url)
     await sink.open()
     try:
         for message in messages:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from listener import simulator
+from listener.sim import bridge as simulator
 from tests.conftest import World, wait_until
 
 FAST = {"reconcile_grace_s": 0.0, "reconcile_interval_s": 0.3}

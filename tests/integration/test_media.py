@@ -23,17 +23,12 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from listener import (
-    blobstore,
-    media,
-    media_http,
-    media_refs,
-    media_source,
-    models,
-    pg_media_sink,
-    simulator,
-    synapse_writer,
-)
+from listener.core import models
+from listener.media import archiver as media
+from listener.media import blobstore, http_fallback, refs
+from listener.media import source as media_source
+from listener.sim import bridge, synapse_writer
+from listener.sinks import postgres_media
 from tests import pg
 from tests.conftest import wait_until
 
@@ -68,7 +63,7 @@ class Env:
     def archiver(self, **overrides: Any) -> media.MediaArchiver:
         kwargs: dict[str, Any] = {
             "source": media_source.MediaSource(self.synapse),
-            "sink": pg_media_sink.PgMediaSink(self.archive),
+            "sink": postgres_media.PgMediaSink(self.archive),
             "store": self.store,
             "media_store_path": self.media_store,
             "server_name": SERVER,
@@ -154,16 +149,16 @@ def sha(data: bytes) -> str:
 
 
 def media_id(mxc: str) -> str:
-    return media_refs.parse_mxc(mxc)[1]
+    return refs.parse_mxc(mxc)[1]
 
 
 # -- every kind, metadata, content addressing ---------------------------------------------------
 
 
 async def test_media__archives_every_kind_with_metadata_and_one_job_each(env: Env) -> None:
-    png = simulator.make_png(64, 48, env.rng)
+    png = bridge.make_png(64, 48, env.rng)
     voice, clip, pdf, sticker = (os.urandom(n) for n in (900, 2000, 1500, 300))
-    thumb = simulator.make_png(32, 24, env.rng)
+    thumb = bridge.make_png(32, 24, env.rng)
     mxcs = {
         "image": await env.upload(png, "image/png", "IMG.png"),
         "voice": await env.upload(voice, "audio/ogg", "voice.ogg"),
@@ -252,7 +247,7 @@ async def test_media__archives_every_kind_with_metadata_and_one_job_each(env: En
 async def test_media__same_bytes_in_two_messages_are_stored_once_and_analysed_once(
     env: Env,
 ) -> None:
-    data = simulator.make_png(40, 40, env.rng)
+    data = bridge.make_png(40, 40, env.rng)
     first = await env.upload(data, "image/png", "a.png")
     second = await env.upload(data, "image/png", "b.png")  # the bridge reuploads per message
     messages = [
@@ -367,7 +362,7 @@ async def test_media__traversal_attempts_are_recorded_rejected_and_never_opened(
 async def test_media__missing_file_is_marked_then_stored_by_retry(env: Env) -> None:
     data = os.urandom(2048)
     mxc = await env.upload(data, "image/png", "gone.png")
-    path = env.media_store / media_refs.local_content_path(media_id(mxc))
+    path = env.media_store / refs.local_content_path(media_id(mxc))
     path.unlink()
     room = await env.writer.create_room("@alice:example.org", name="r")
     event_id = await env.writer.send_event(room, "@alice:example.org", "m.room.message", image(mxc))
@@ -390,7 +385,7 @@ async def test_media__retry_finds_media_delivered_by_an_edit(env: Env) -> None:
     """The bridge sends late media as an m.replace edit; the row keeps the original event ID."""
     data = os.urandom(4096)
     mxc = await env.upload(data, "image/png", "late.png")
-    path = env.media_store / media_refs.local_content_path(media_id(mxc))
+    path = env.media_store / refs.local_content_path(media_id(mxc))
     path.unlink()
     room = await env.writer.create_room("@alice:example.org", name="r")
     original = await env.writer.send_event(
@@ -500,7 +495,7 @@ async def test_media__tampered_encrypted_attachment_fails_and_stores_nothing(
     env: Env, synapse_hash: bool
 ) -> None:
     mxc, msg = await encrypted_message(env, os.urandom(4096), "$tampered")
-    path = env.media_store / media_refs.local_content_path(media_id(mxc))
+    path = env.media_store / refs.local_content_path(media_id(mxc))
     raw = bytearray(path.read_bytes())
     raw[100] ^= 0xFF
     path.write_bytes(bytes(raw))
@@ -568,7 +563,7 @@ async def test_media__async_upload_pending_then_completed_is_stored(env: Env) ->
         archiver.offer([message(image(mxc), event_id="$late")])
         await status_is(env, "$late", mxc, "pending")
         data = os.urandom(1234)
-        path = env.media_store / media_refs.local_content_path(mid)
+        path = env.media_store / refs.local_content_path(mid)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         await env.synapse.execute(
@@ -615,7 +610,7 @@ async def test_media__offer_archived_fits_the_pipeline_hook(env: Env) -> None:
 async def test_media__http_fallback_fetches_absent_files_with_the_token(env: Env) -> None:
     data = os.urandom(5000)
     mxc = await env.upload(data, "image/png", "s3.png")
-    (env.media_store / media_refs.local_content_path(media_id(mxc))).unlink()
+    (env.media_store / refs.local_content_path(media_id(mxc))).unlink()
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -625,7 +620,7 @@ async def test_media__http_fallback_fetches_absent_files_with_the_token(env: Env
         return httpx.Response(404, json={"errcode": "M_NOT_FOUND"})
 
     client = httpx.AsyncClient(base_url="http://hs.test", transport=httpx.MockTransport(handler))
-    fetcher = media_http.HttpMediaFetcher("http://hs.test", access_token="secret", client=client)
+    fetcher = http_fallback.HttpMediaFetcher("http://hs.test", access_token="secret", client=client)
     archiver = env.archiver(fetcher=fetcher)
     await archiver.process([message(image(mxc), event_id="$s3")])
     await client.aclose()
@@ -636,10 +631,10 @@ async def test_media__http_fallback_fetches_absent_files_with_the_token(env: Env
 
 async def test_media__http_fallback_404_is_missing_with_both_reasons(env: Env) -> None:
     mxc = await env.upload(os.urandom(10), "image/png", "gone.png")
-    (env.media_store / media_refs.local_content_path(media_id(mxc))).unlink()
+    (env.media_store / refs.local_content_path(media_id(mxc))).unlink()
     transport = httpx.MockTransport(lambda request: httpx.Response(404))
     client = httpx.AsyncClient(base_url="http://hs.test", transport=transport)
-    fetcher = media_http.HttpMediaFetcher("http://hs.test", access_token="t", client=client)
+    fetcher = http_fallback.HttpMediaFetcher("http://hs.test", access_token="t", client=client)
     await env.archiver(fetcher=fetcher).process([message(image(mxc), event_id="$404")])
     await client.aclose()
     row = await env.row("$404", mxc)
@@ -662,7 +657,7 @@ def traced() -> Iterator[None]:
 async def test_media__a_64_mb_file_is_streamed_never_read_whole(env: Env, traced: None) -> None:
     size = 64 * 1024 * 1024
     mid = "BigFileAbcdefghijklmnopq"
-    path = env.media_store / media_refs.local_content_path(mid)
+    path = env.media_store / refs.local_content_path(mid)
     path.parent.mkdir(parents=True)
     digest = hashlib.sha256()
     with path.open("wb") as out:  # sparse except for a random block every 8 MiB
@@ -701,7 +696,7 @@ async def test_media__real_synapse_upload_round_trip(
     ghost = f"@whatsapp_{uuid.uuid4().hex[:8]}:{synapse_server.server_name}"
     await http_writer.ensure_user(ghost, "Ghost")
     room = await http_writer.create_room(ghost, name="media round trip")
-    png = simulator.make_png(120, 90, random.Random(5))
+    png = bridge.make_png(120, 90, random.Random(5))
     mxc = await http_writer.upload_media(png, "image/png", "real.png", ghost)
     content = image(mxc) | {"info": {"mimetype": "image/png", "size": len(png), "w": 120, "h": 90}}
     event_id = await http_writer.send_event(room, ghost, "m.room.message", content)
@@ -720,7 +715,7 @@ async def test_media__real_synapse_upload_round_trip(
         event = events[event_id][0]
         archiver = media.MediaArchiver(
             source=source,
-            sink=pg_media_sink.PgMediaSink(archive),
+            sink=postgres_media.PgMediaSink(archive),
             store=blobstore.LocalBlobStore(synapse_server.workdir / f"archive-{name}"),
             media_store_path=synapse_server.media_store_path,
             server_name=synapse_server.server_name,

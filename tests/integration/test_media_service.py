@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from listener import media_catchup, simulator
+from listener.media import catchup
+from listener.sim import bridge
 from tests.conftest import World, wait_until
 
 
@@ -20,8 +21,8 @@ async def test_media__image_archived_by_the_service_byte_exact(
 ) -> None:
     await world.sim.ensure_world(groups=1, dms=0)
     chat = world.sim.chats[0]
-    png = simulator.make_png(16, 12, world.sim._rng)
-    image = simulator.Media("image", png, "image/png", "cat.png", "a cat", 16, 12)
+    png = bridge.make_png(16, 12, world.sim._rng)
+    image = bridge.Media("image", png, "image/png", "cat.png", "a cat", 16, 12)
     async with world.running(media_archive_path=tmp_path / "archive") as svc:
         sent = await world.sim.send_media(chat, chat.members[0], image)
         await wait_until(lambda: _stored(world, sent.event_id), what="image stored")
@@ -43,8 +44,8 @@ async def test_media__catch_up_archives_media_the_intake_never_saw(
 ) -> None:
     await world.sim.ensure_world(groups=1, dms=0)
     chat = world.sim.chats[0]
-    png = simulator.make_png(8, 8, world.sim._rng)
-    image = simulator.Media("image", png, "image/png", "lost.png")
+    png = bridge.make_png(8, 8, world.sim._rng)
+    image = bridge.Media("image", png, "image/png", "lost.png")
     # Archived without media (as if the process died right after the message commit).
     async with world.running():
         sent = await world.sim.send_media(chat, chat.members[0], image)
@@ -54,6 +55,6 @@ async def test_media__catch_up_archives_media_the_intake_never_saw(
         await wait_until(lambda: _stored(world, sent.event_id), what="media caught up")
 
         async def watermark_saved() -> bool:
-            return await svc.sink.load_state(media_catchup.WATERMARK_KEY) is not None
+            return await svc.sink.load_state(catchup.WATERMARK_KEY) is not None
 
         await wait_until(watermark_saved, what="catch-up watermark")

@@ -20,7 +20,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import listener
-from listener import doctor, doctor_facts, probes, service, status, verify
+from listener import service
+from listener.ops import doctor, doctor_facts, probes, status, verify
 from tests import pg
 from tests.conftest import World, psql_file, wait_until
 
@@ -467,7 +468,7 @@ async def test_verify__finds_a_message_deleted_from_the_archive_and_repair_resto
     svc = service.Service(world.settings(missing_event_timeout_s=1e-9))
     await svc.open()
     try:
-        await verify.repair(svc, [m.rowid for m in report.missing])
+        await svc.rearchive([m.rowid for m in report.missing])
     finally:
         await svc.close()
     after = await verify.compare(world.settings(), since=None, until=None)

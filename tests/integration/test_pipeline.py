@@ -12,7 +12,9 @@ import time
 import asyncpg
 import pytest
 
-from listener import listen, models, simulator
+from listener.core import models
+from listener.flow import listen
+from listener.sim import bridge as simulator
 from tests import pg
 from tests.conftest import World, wait_until
 
@@ -347,7 +349,8 @@ async def test_pipeline__auto_register_adds_portals_to_monitored_rooms(world: Wo
 
 
 async def test_pipeline__archive_not_migrated_fails_clearly(world: World) -> None:
-    from listener import errors, service
+    from listener import service
+    from listener.core import errors
 
     name = pg.unique_name("t_empty")
     url = await pg.create_database(name)

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from listener import simulator, synapse_writer
+from listener.sim import bridge, synapse_writer
 from tests.synapse_fixtures import sql_writer
 from tests.synapse_server import SynapseServer
 
@@ -54,8 +54,8 @@ def media_file(store: Path, mxc: str) -> Path:
 
 
 async def make_world(
-    sim: simulator.BridgeSimulator,
-) -> tuple[simulator.Chat, simulator.Contact, simulator.Contact]:
+    sim: bridge.BridgeSimulator,
+) -> tuple[bridge.Chat, bridge.Contact, bridge.Contact]:
     await sim.setup()
     known = await sim.add_contact("Lena Vogel")
     unsynced = await sim.add_contact("Jonas Unsynced", lid=True, synced=False)
@@ -66,17 +66,17 @@ async def make_world(
 @pytest.fixture
 async def http_sim(
     bridge_pool: asyncpg.Pool, http_writer: synapse_writer.HttpSynapseWriter, rng: random.Random
-) -> simulator.BridgeSimulator:
+) -> bridge.BridgeSimulator:
     # A login per test keeps tests independent on the one session Synapse.
     login = "49151" + "".join(random.choices("0123456789", k=8))
     user = "alice" + login[-6:]
-    return simulator.BridgeSimulator(
+    return bridge.BridgeSimulator(
         bridge_pool, http_writer, rng=rng, login_phone=login, user_localpart=user
     )
 
 
 async def test_text__event_sent_first_then_row_with_real_formats(
-    http_sim: simulator.BridgeSimulator, bridge_pool: asyncpg.Pool, synapse_db: asyncpg.Connection
+    http_sim: bridge.BridgeSimulator, bridge_pool: asyncpg.Pool, synapse_db: asyncpg.Connection
 ) -> None:
     chat, known, _ = await make_world(http_sim)
     sent = await http_sim.send_text(chat, known, "hello from WhatsApp")
@@ -101,7 +101,7 @@ async def test_text__event_sent_first_then_row_with_real_formats(
 
 
 async def test_reply__sets_reply_to_id_and_in_reply_to(
-    http_sim: simulator.BridgeSimulator, bridge_pool: asyncpg.Pool, synapse_db: asyncpg.Connection
+    http_sim: bridge.BridgeSimulator, bridge_pool: asyncpg.Pool, synapse_db: asyncpg.Connection
 ) -> None:
     chat, known, unsynced = await make_world(http_sim)
     first = await http_sim.send_text(chat, known, "who is coming?")
@@ -118,14 +118,14 @@ async def test_reply__sets_reply_to_id_and_in_reply_to(
 
 
 async def test_captioned_image__bytes_land_at_synapse_media_store_path(
-    http_sim: simulator.BridgeSimulator,
+    http_sim: bridge.BridgeSimulator,
     synapse_db: asyncpg.Connection,
     synapse_server: SynapseServer,
     rng: random.Random,
 ) -> None:
     chat, known, _ = await make_world(http_sim)
-    data = simulator.make_png(64, 48, rng)
-    media = simulator.Media("image", data, "image/png", "IMG-0001.png", "view from the top", 64, 48)
+    data = bridge.make_png(64, 48, rng)
+    media = bridge.Media("image", data, "image/png", "IMG-0001.png", "view from the top", 64, 48)
     sent = await http_sim.send_media(chat, known, media)
 
     content = (await read_event(synapse_db, sent.event_id))["pdu"]["content"]
@@ -141,11 +141,11 @@ async def test_captioned_image__bytes_land_at_synapse_media_store_path(
 
 
 async def test_voice_note_and_sticker__event_shapes(
-    http_sim: simulator.BridgeSimulator, synapse_db: asyncpg.Connection, rng: random.Random
+    http_sim: bridge.BridgeSimulator, synapse_db: asyncpg.Connection, rng: random.Random
 ) -> None:
     chat, known, _ = await make_world(http_sim)
-    voice = simulator.Media("voice", rng.randbytes(300), "audio/ogg", "voice.ogg", duration_ms=3000)
-    sticker = simulator.Media("sticker", simulator.make_png(32, 32, rng), "image/png", "s.png")
+    voice = bridge.Media("voice", rng.randbytes(300), "audio/ogg", "voice.ogg", duration_ms=3000)
+    sticker = bridge.Media("sticker", bridge.make_png(32, 32, rng), "image/png", "s.png")
     sent_voice = await http_sim.send_media(chat, known, voice)
     sent_sticker = await http_sim.send_media(chat, known, sticker)
 
@@ -158,7 +158,7 @@ async def test_voice_note_and_sticker__event_shapes(
 
 
 async def test_history_sync__old_timestamp_new_rowid(
-    http_sim: simulator.BridgeSimulator, bridge_pool: asyncpg.Pool, synapse_db: asyncpg.Connection
+    http_sim: bridge.BridgeSimulator, bridge_pool: asyncpg.Pool, synapse_db: asyncpg.Connection
 ) -> None:
     chat, known, _ = await make_world(http_sim)
     live = await http_sim.send_text(chat, known, "live message")
@@ -176,7 +176,7 @@ async def test_history_sync__old_timestamp_new_rowid(
 
 
 async def test_unsynced_contact__ghost_name_empty_but_synapse_has_display_name(
-    http_sim: simulator.BridgeSimulator, bridge_pool: asyncpg.Pool, synapse_db: asyncpg.Connection
+    http_sim: bridge.BridgeSimulator, bridge_pool: asyncpg.Pool, synapse_db: asyncpg.Connection
 ) -> None:
     chat, _, unsynced = await make_world(http_sim)
     sent = await http_sim.send_text(chat, unsynced, "hi, new number")
@@ -190,7 +190,7 @@ async def test_unsynced_contact__ghost_name_empty_but_synapse_has_display_name(
 
 
 async def test_matrix_user_message__real_sender_and_login_ghost(
-    http_sim: simulator.BridgeSimulator, bridge_pool: asyncpg.Pool, synapse_db: asyncpg.Connection
+    http_sim: bridge.BridgeSimulator, bridge_pool: asyncpg.Pool, synapse_db: asyncpg.Connection
 ) -> None:
     chat, _, _ = await make_world(http_sim)
     sent = await http_sim.send_from_matrix_user(chat, "typed in Element")
@@ -202,7 +202,7 @@ async def test_matrix_user_message__real_sender_and_login_ghost(
 
 
 async def test_dm__portal_keyed_by_contact_jid_with_login_receiver(
-    http_sim: simulator.BridgeSimulator, bridge_pool: asyncpg.Pool
+    http_sim: bridge.BridgeSimulator, bridge_pool: asyncpg.Pool
 ) -> None:
     await http_sim.setup()
     contact = await http_sim.add_contact("Mia Direct")
@@ -238,13 +238,13 @@ async def test_sql_writer__rows_read_like_real_synapse(
     rng: random.Random,
 ) -> None:
     pool, writer = sql_target
-    sim = simulator.BridgeSimulator(bridge_pool, writer, rng=rng)
+    sim = bridge.BridgeSimulator(bridge_pool, writer, rng=rng)
     chat, known, unsynced = await make_world(sim)
     text = await sim.send_text(chat, known, "hello")
     thread = await sim.send_text(chat, unsynced, "in thread", thread_root=text)
-    png = simulator.make_png(64, 48, rng)
+    png = bridge.make_png(64, 48, rng)
     image = await sim.send_media(
-        chat, known, simulator.Media("image", png, "image/png", "a.png", "caption", 64, 48)
+        chat, known, bridge.Media("image", png, "image/png", "a.png", "caption", 64, 48)
     )
     redaction_id = await writer.redact(chat.room_id, thread.event_id, unsynced.mxid, "oops")
 
@@ -276,7 +276,7 @@ async def test_sql_writer__thread_relation_row(
     synapse_subset_pool: asyncpg.Pool, bridge_pool: asyncpg.Pool, tmp_path: Path, rng: random.Random
 ) -> None:
     writer = sql_writer(synapse_subset_pool, tmp_path, rng)
-    sim = simulator.BridgeSimulator(bridge_pool, writer, rng=rng)
+    sim = bridge.BridgeSimulator(bridge_pool, writer, rng=rng)
     chat, known, _ = await make_world(sim)
     root = await sim.send_text(chat, known, "root")
     comment = await sim.send_text(chat, known, "comment", thread_root=root)
@@ -296,7 +296,7 @@ async def test_insert_many_in_one_transaction__all_rows_commit_together(
     one_statement: bool,
 ) -> None:
     writer = sql_writer(synapse_subset_pool, tmp_path, rng)
-    sim = simulator.BridgeSimulator(bridge_pool, writer, rng=rng)
+    sim = bridge.BridgeSimulator(bridge_pool, writer, rng=rng)
     chat, _, _ = await make_world(sim)
     sent = await sim.insert_many_in_one_transaction(chat, 2000, one_statement=one_statement)
 
@@ -314,8 +314,8 @@ async def test_run_traffic__paced_mixed_messages_with_callback(
     synapse_subset_pool: asyncpg.Pool, bridge_pool: asyncpg.Pool, tmp_path: Path, rng: random.Random
 ) -> None:
     writer = sql_writer(synapse_subset_pool, tmp_path, rng)
-    sim = simulator.BridgeSimulator(bridge_pool, writer, rng=rng)
-    seen: list[simulator.SentMessage] = []
+    sim = bridge.BridgeSimulator(bridge_pool, writer, rng=rng)
+    seen: list[bridge.SentMessage] = []
 
     began = time.monotonic()
     sent = await sim.run_traffic(100, 1.5, on_sent=seen.append)
@@ -336,7 +336,7 @@ async def test_run_traffic__paced_mixed_messages_with_callback(
 
 
 async def test_run_traffic__against_real_synapse(
-    http_sim: simulator.BridgeSimulator, synapse_db: asyncpg.Connection
+    http_sim: bridge.BridgeSimulator, synapse_db: asyncpg.Connection
 ) -> None:
     await http_sim.ensure_world(groups=1, dms=1, group_size=2)  # keep setup HTTP calls few
     sent = await http_sim.run_traffic(30, 1.0)

@@ -22,18 +22,15 @@ import asyncpg
 import httpx
 import pytest
 
-from listener import (
-    errors,
-    media,
-    media_source,
-    models,
-    service,
-    simulator,
-    supabase_api,
-    supabase_blobstore,
-    supabase_media_sink,
-    supabase_sink,
-)
+from listener import service
+from listener.core import errors, models
+from listener.media import archiver as media
+from listener.media import source as media_source
+from listener.media import supabase_blobstore
+from listener.sim import bridge
+from listener.sinks.supabase import api as supabase_api
+from listener.sinks.supabase import media_sink
+from listener.sinks.supabase import sink as supabase_sink
 from tests import pg
 from tests.conftest import World, wait_until
 from tests.supabase_stub import Fault, SupabaseStub
@@ -259,7 +256,7 @@ async def _media_archiver(
     await store.open()
     archiver = media.MediaArchiver(
         source=media_source.MediaSource(world.synapse),
-        sink=supabase_media_sink.SupabaseMediaSink(api),
+        sink=media_sink.SupabaseMediaSink(api),
         store=store,
         media_store_path=world.media_store,
         server_name="example.org",
@@ -346,7 +343,7 @@ async def test_supabase__service_archives_media_into_the_bucket(
         sent = await world.sim.send_media(
             chat,
             chat.members[0],
-            simulator.Media("file", data, "application/pdf", "invoice.pdf"),
+            bridge.Media("file", data, "application/pdf", "invoice.pdf"),
         )
         await supa.wait_archived({sent.event_id})
 

@@ -1,4 +1,4 @@
-"""listener/fixtures/synapse_subset.sql must keep matching what a real Synapse creates."""
+"""listener/sim/fixtures/synapse_subset.sql must keep matching what a real Synapse creates."""
 
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import asyncpg
 import pytest
 
-from listener import payload, sqlfiles
+from listener.core import payload
+from listener.schema import sqlfiles
 from tests import pg
 
 DEFAULT_CHANNEL = "archiver_db"
@@ -73,7 +74,9 @@ RETURNING rowid
 
 @pytest.fixture(scope="session")
 async def bridge_template() -> AsyncIterator[str]:
-    fixture = (pg.REPO / "listener" / "fixtures" / "bridge_v29.sql").read_text(encoding="utf-8")
+    fixture = (pg.REPO / "listener" / "sim" / "fixtures" / "bridge_v29.sql").read_text(
+        encoding="utf-8"
+    )
 
     async def setup(conn: asyncpg.Connection) -> None:
         await conn.execute(fixture)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from listener import errors, settings
+from listener import settings
+from listener.core import errors
 
 PASSWORD = "hunter2-Sup3rSecret"
 WHATSAPP_URL = f"postgresql://bridge:{PASSWORD}@db.internal:5432/whatsapp"
