@@ -20,7 +20,7 @@ import listener
 from listener import settings
 from listener.core import errors, models, roomfilter, tracker
 from listener.db import connect
-from listener.flow import listen, pipeline, reconcile, sweep, workers
+from listener.flow import hint_reader, listen, pipeline, reconcile, sweep, workers
 from listener.media import archiver as media
 from listener.media import blobstore, http_fallback
 from listener.media import catchup as media_catchup
@@ -176,8 +176,7 @@ class Service:
             raise
         self.bridge = bridge_source.BridgeSource(self._bridge_pool, bridge_id=config.bridge_id)
         self.synapse = synapse_source.SynapseSource(self._synapse_pool)
-        state = await self.sink.load_state(sink.CURSOR_KEY)
-        cursor = int(state["rowid"]) if state else 0
+        cursor = await self._load_cursor()
         self.tracker = tracker.RowidTracker(cursor, gap_timeout_s=config.sweep_gap_timeout_s)
         self.rooms = pipeline.RoomDirectory(await self._load_room_filter())
         self.processor = pipeline.Processor(
@@ -218,10 +217,19 @@ class Service:
             batch_size=config.batch_size,
             grace_s=config.reconcile_grace_s,
         )
+        self.hint_reader = hint_reader.HintReader(
+            bridge=self.bridge,
+            tracker=self.tracker,
+            queue=self.queue,
+            metrics=self.metrics,
+            batch_size=config.batch_size,
+            max_backoff_s=config.reconnect_max_backoff_s,
+        )
+        self.metrics.notify_backlog.set_function(lambda: self.hint_reader.backlog_ranges)
         self.listener = listen.Listener(
             dsn=config.whatsapp_db_url.get_secret_value(),
             channel=config.notify_channel,
-            queue=self.queue,
+            reader=self.hint_reader,
             request_sweep=self.sweeper.request,
             request_reconcile=self.reconciler.request,
             metrics=self.metrics,
@@ -231,6 +239,24 @@ class Service:
         )
         self.metrics.cursor.set(cursor)
         logger.info("archive cursor at rowid %d", cursor, extra={"action": "service_opened"})
+
+    async def _load_cursor(self) -> int:
+        """The saved rowid cursor, never beyond the bridge's newest row: a bridge database
+        restored from a backup (or recreated) would otherwise have every new row below it."""
+        state = await self.sink.load_state(sink.CURSOR_KEY)
+        saved = int(state["rowid"]) if state else 0
+        newest = await self.bridge.max_rowid()
+        if saved <= newest:
+            return saved
+        logger.warning(
+            "the archive's cursor %d is beyond the bridge's newest rowid %d (a restored or "
+            "recreated bridge database, or its newest rows deleted): reading from %d",
+            saved,
+            newest,
+            newest,
+            extra={"action": "cursor_clamped"},
+        )
+        return newest
 
     def _archived(self, messages: list[models.ArchivedMessage], committed_at: float) -> None:
         """The pipeline's hook once messages are durable: their media, then any caller's hook."""
@@ -304,6 +330,7 @@ class Service:
         """Archive until ``stop_event`` is set, then drain and return."""
         tasks = [
             asyncio.create_task(self.listener.run(self.stop_event), name="listener"),
+            asyncio.create_task(self.hint_reader.run(self.stop_event), name="notify-hints"),
             asyncio.create_task(self._sweep_loop(), name="sweep"),
             asyncio.create_task(self._housekeeping_loop(), name="housekeeping"),
             asyncio.create_task(self._reconcile_loop(), name="reconcile"),

@@ -6,14 +6,20 @@ that every rowid at or below it is resolved (archived, filtered out, or recorded
 A rowid above the cursor that is not visible yet is a *hole*: a transaction still in flight, or
 one that rolled back (identity values are never reused). Holes hold the cursor back until they
 are older than ``gap_timeout_s``; after that the cursor steps over them. A row that commits even
-later is still archived through its NOTIFY; it just no longer holds the cursor.
+later is still archived through its NOTIFY; it just no longer holds the cursor (the holes given
+up on are remembered, a bounded number of them, so that such a NOTIFY is known to be real).
 """
 
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+# Holes the cursor stepped over by timeout, remembered (newest) for late commits' notifications.
+MAX_SKIPPED_HOLES = 256
+MAX_ROWID = 2**63 - 1
 
 
 @dataclass(slots=True)
@@ -36,6 +42,7 @@ class RowidTracker:
         self._done: set[int] = set()
         self._holes: list[_Hole] = []
         self._max_known = cursor
+        self._skipped: deque[tuple[int, int]] = deque(maxlen=MAX_SKIPPED_HOLES)
 
     @property
     def in_flight(self) -> int:
@@ -45,6 +52,33 @@ class RowidTracker:
     @property
     def max_known(self) -> int:
         return self._max_known
+
+    @property
+    def skipped_holes(self) -> list[tuple[int, int]]:
+        """Rowid ranges at or below the cursor that it stepped over without seeing them (a
+        transaction still open after ``gap_timeout_s``, or rolled back): the only rowids below
+        the cursor that may still commit."""
+        return list(self._skipped)
+
+    def unseen_within(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """The parts of ``[lo, hi]`` that may hold rows this tracker has not seen: the holes the
+        cursor stepped over, the holes above it, and everything above the newest row seen.
+        Sorted and disjoint; rowids outside them are resolved or already scheduled."""
+        candidates = [
+            *self._skipped,
+            *((max(h.lo, self.cursor + 1), h.hi) for h in self._holes if h.hi > self.cursor),
+            (self._max_known + 1, MAX_ROWID),
+        ]
+        parts: list[tuple[int, int]] = []
+        for part_lo, part_hi in sorted(candidates):
+            cut_lo, cut_hi = max(lo, part_lo), min(hi, part_hi)
+            if cut_lo > cut_hi:
+                continue
+            if parts and cut_lo <= parts[-1][1] + 1:
+                parts[-1] = (parts[-1][0], max(parts[-1][1], cut_hi))
+            else:
+                parts.append((cut_lo, cut_hi))
+        return parts
 
     def claim_new(self, rowids: Iterable[int], *, now: float) -> list[int]:
         """Mark visible rows as scheduled; return (sorted) the ones nobody has taken yet.
@@ -87,6 +121,7 @@ class RowidTracker:
             if now - hole.since < self._gap_timeout_s:
                 break
             self.cursor = min(hole.hi, next_known - 1)
+            self._skipped.append((nxt, self.cursor))
         self._drop_holes_below_cursor()
         return self.cursor
 

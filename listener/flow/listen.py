@@ -2,8 +2,11 @@
 
 NOTIFY is only a wake-up hint; the bridge's table is the truth. On every (re)connect we LISTEN
 first and then ask for a catch-up sweep, so nothing committed while we were away is missed. The
-notification callback is synchronous and O(1): parse, offer to the queue, never await. A full
-queue or a payload that is not ours bumps a counter and asks for a catch-up instead.
+notification callback is synchronous and bounded by the payload's size: parse, hand the ranges
+to the hint reader (:mod:`listener.flow.hint_reader`, which reads the rows that exist inside them),
+never await. Any role that can connect to the bridge database can NOTIFY our channel: a payload
+that is not ours bumps a counter, asks for a catch-up and is logged at most once a minute with
+the sending backend's PID.
 
 A connection can die without telling us (a half-open TCP connection, a killed backend whose RST
 never arrives): besides asyncpg's termination callback, an idle connection is probed with
@@ -21,9 +24,9 @@ from collections.abc import Callable
 
 import asyncpg
 
-from listener.core import backoff, errors, payload
+from listener.core import backoff, errors, hints, payload
 from listener.db import connect as pgconnect
-from listener.flow import pipeline
+from listener.flow import hint_reader
 from listener.ops import metrics
 
 logger = logging.getLogger(__name__)
@@ -37,7 +40,7 @@ class Listener:
         *,
         dsn: str,
         channel: str,
-        queue: asyncio.Queue[pipeline.WorkItem],
+        reader: hint_reader.HintReader,
         request_sweep: Callable[[str], None],
         request_reconcile: Callable[[str], None] | None = None,
         metrics: metrics.Metrics,
@@ -48,7 +51,8 @@ class Listener:
     ) -> None:
         self._dsn = dsn
         self._channel = channel
-        self._queue = queue
+        self._reader = reader
+        self._malformed_warning = hints.WarningGate(hint_reader.WARNING_INTERVAL_S)
         self._request_sweep = request_sweep
         self._request_reconcile = request_reconcile
         self._metrics = metrics
@@ -129,22 +133,19 @@ class Listener:
             ) from None
         self._last_activity = time.monotonic()
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, raw_payload: str) -> None:
+    def _on_notify(self, _conn: object, pid: int, _channel: str, raw_payload: str) -> None:
         self._last_activity = time.monotonic()
         try:
             note = payload.parse_notification(raw_payload)
         except errors.PayloadError as exc:
             self._metrics.notifications.labels("malformed").inc()
-            logger.warning(
-                "ignoring a notification that is not ours: %s",
-                exc,
-                extra={"action": "notification_malformed"},
-            )
+            self._warn_malformed(pid, exc)
             self._request_sweep("malformed_notification")
             return
         if note.table == "message" and note.op in ("INSERT", "UPDATE"):
             # An UPDATE is an edit applied in place: re-archive the row, outside the cursor.
-            self._offer(pipeline.WorkItem(ranges=note.ranges, track=note.op == "INSERT"))
+            self._reader.offer(note.op, note.ranges, pid)
+            self._metrics.notifications.labels("queued").inc()
             return
         # Deletions and reactions leave nothing to read in the bridge: their truth is in
         # Synapse (redactions, m.reaction events), which the reconciliation pass reads.
@@ -152,18 +153,19 @@ class Listener:
         if self._request_reconcile is not None:
             self._request_reconcile(f"{note.table}_{note.op.lower()}")
 
-    def _offer(self, item: pipeline.WorkItem) -> None:
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self._metrics.notifications.labels("queue_full").inc()
-            # New rows are found again by the sweep, edits by the reconciliation pass.
-            self._request_sweep("queue_full")
-            if self._request_reconcile is not None and not item.track:
-                self._request_reconcile("queue_full")
+    def _warn_malformed(self, pid: int, exc: errors.PayloadError) -> None:
+        held = self._malformed_warning.allow(time.monotonic())
+        if held is None:
             return
-        self._metrics.notifications.labels("queued").inc()
-        self._metrics.queue_depth.set(self._queue.qsize())
+        logger.warning(
+            "ignoring a notification on channel %s that is not ours, sent by backend PID %d "
+            "(%d more held back since the last warning): %s",
+            self._channel,
+            pid,
+            held,
+            exc,
+            extra={"action": "notification_malformed", "sender_pid": pid},
+        )
 
 
 async def _wait(stop: asyncio.Event, timeout_s: float) -> None:

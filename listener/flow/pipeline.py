@@ -43,20 +43,14 @@ OnArchived = Callable[[list[models.ArchivedMessage], float], None]
 
 @dataclass(frozen=True, slots=True)
 class WorkItem:
-    """Rowids to archive. ``owned`` rowids are already claimed in the tracker (sweep, retries)."""
+    """Rowids to archive, read from the bridge table (never taken from a notification: see
+    :mod:`listener.flow.hint_reader`). ``owned`` rowids are already claimed in the tracker."""
 
     rowids: tuple[int, ...] = ()
-    ranges: tuple[tuple[int, int], ...] = ()
     owned: bool = False
     source: str = "notify"
     # False for rows re-archived after an UPDATE (an edit): the cursor is not involved.
     track: bool = True
-
-    def expand(self) -> list[int]:
-        rowids = list(self.rowids)
-        for lo, hi in self.ranges:
-            rowids.extend(range(lo, hi + 1))
-        return rowids
 
 
 class RoomDirectory:

@@ -101,7 +101,9 @@ class Reconciler:
     async def run_once(self, *, from_start: bool = False) -> Stats:
         """One pass over the stream since the saved position (or from the start)."""
         state = await self._sink.load_state(CURSOR_KEY)
-        saved = int(state["stream_ordering"]) if state and not from_start else 0
+        saved = await self._clamped(
+            int(state["stream_ordering"]) if state and not from_start else 0
+        )
         position = max(0, saved - self._lookback)
         rooms = sorted(await self._known_rooms())
         young_after_ms = (self._clock() - self._grace_s) * 1000
@@ -128,6 +130,22 @@ class Reconciler:
                 extra={"action": "reconcile_recovered"},
             )
         return stats
+
+    async def _clamped(self, saved: int) -> int:
+        """The saved position, never beyond what Synapse holds (a restored or replaced Synapse
+        database would otherwise hide its events until the stream caught up)."""
+        newest = await self._synapse.max_stream_ordering()
+        if saved <= newest:
+            return saved
+        logger.warning(
+            "the saved Synapse stream position %d is beyond Synapse's newest %d (a restored or "
+            "replaced database?): reading from %d",
+            saved,
+            newest,
+            newest,
+            extra={"action": "reconcile_cursor_clamped"},
+        )
+        return newest
 
     async def _known_rooms(self) -> set[str]:
         if self._rooms is None:

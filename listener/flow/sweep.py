@@ -21,6 +21,10 @@ from listener.sources import bridge as bridge_source
 
 logger = logging.getLogger(__name__)
 
+# Requested sweeps (a reconnect, a payload that is not ours) run at most this often: a flood of
+# junk notifications must not turn into back-to-back scans of the bridge table.
+MIN_REQUESTED_SPACING_S = 0.2
+
 
 class Sweeper:
     def __init__(
@@ -42,6 +46,7 @@ class Sweeper:
         self._limit_rows = limit_rows
         self._clock = clock
         self._wakeup = asyncio.Event()
+        self._last_sweep_at = -MIN_REQUESTED_SPACING_S
         self.sweeps = 0
         # Set by a `backfill --since`: rows older than this are not wanted.
         self.since_ns: int | None = None
@@ -69,6 +74,7 @@ class Sweeper:
                 break
             after = rowids[-1]
         self.sweeps += 1
+        self._last_sweep_at = time.monotonic()
         if queued:
             self._metrics.sweep_recovered.inc(queued)
             logger.info(
@@ -82,4 +88,7 @@ class Sweeper:
         """Sleep until the interval passes or a sweep is requested."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), interval_s)
+        early_s = MIN_REQUESTED_SPACING_S - (time.monotonic() - self._last_sweep_at)
+        if early_s > 0:
+            await asyncio.sleep(early_s)
         self._wakeup.clear()

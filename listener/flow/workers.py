@@ -52,11 +52,11 @@ class Workers:
     def _coalesce(self, first: pipeline.WorkItem) -> list[pipeline.WorkItem]:
         """More queued items, without waiting, up to a batch's worth of rowids."""
         taken: list[pipeline.WorkItem] = []
-        size = len(first.rowids) + sum(hi - lo + 1 for lo, hi in first.ranges)
+        size = len(first.rowids)
         while size < self._batch_size and not self._queue.empty():
             item = self._queue.get_nowait()
             taken.append(item)
-            size += len(item.rowids) + sum(hi - lo + 1 for lo, hi in item.ranges)
+            size += len(item.rowids)
         return taken
 
     def _batches(self, items: list[pipeline.WorkItem]) -> list[tuple[tuple[bool, bool], list[int]]]:
@@ -64,7 +64,7 @@ class Workers:
         batches: list[tuple[tuple[bool, bool], list[int]]] = []
         for kind in ((True, True), (False, True), (False, False), (True, False)):
             rowids = sorted(
-                {r for item in items if (item.owned, item.track) == kind for r in item.expand()}
+                {r for item in items if (item.owned, item.track) == kind for r in item.rowids}
             )
             for start in range(0, len(rowids), self._batch_size):
                 batches.append((kind, rowids[start : start + self._batch_size]))

@@ -39,14 +39,22 @@ class Metrics:
         self.queue_capacity = Gauge("archiver_queue_capacity", "Queue capacity.", registry=r)
         self.notifications = Counter(
             "archiver_notifications",
-            "NOTIFY payloads received, by result (queued, queue_full, malformed).",
+            "NOTIFY payloads by result: queued (message ranges taken as hints), reconcile "
+            "(deletions, reactions), malformed (not ours); and hint ranges: clamped (reaching "
+            "past the newest bridge rowid), ignored (naming only rows already archived).",
             ["result"],
+            registry=r,
+        )
+        self.notify_backlog = Gauge(
+            "archiver_notify_backlog_ranges",
+            "Row ranges from UPDATE notifications still to re-archive (bounded; read at a "
+            "limited rate so live messages never wait behind them).",
             registry=r,
         )
         self.sweep_recovered = Counter(
             "archiver_sweep_recovered_rows",
             "Rows the sweep found that no notification had delivered. A steady non-zero rate "
-            "means NOTIFY is missing rows (no trigger, listener down, queue full).",
+            "means NOTIFY is missing rows (no trigger, listener down).",
             registry=r,
         )
         self.source_errors = Counter(

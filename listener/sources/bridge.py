@@ -90,6 +90,11 @@ class BridgeSource:
             )
         return [r["rowid"] for r in records]
 
+    async def rowids_between(self, lo: int, hi: int, *, limit: int) -> list[int]:
+        """The existing rowids in ``[lo, hi]``, ascending, at most ``limit`` of them."""
+        records = await self._fetch("bridge_rowids_between", lo, hi, self._bridge_id, limit)
+        return [r["rowid"] for r in records]
+
     async def count_after(self, cursor: int, *, since_ns: int | None = None) -> int:
         records = await self._fetch("bridge_count_after", cursor, self._bridge_id, since_ns)
         return int(records[0]["n"])

@@ -114,5 +114,10 @@ class SynapseSource:
             for r in records
         ]
 
+    async def max_stream_ordering(self) -> int:
+        """The newest persisted stream position."""
+        records = await self._fetch("synapse_max_stream")
+        return int(records[0]["max_stream"])
+
     async def ping(self) -> None:
         await self._fetch("synapse_events", [])

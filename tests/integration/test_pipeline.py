@@ -71,7 +71,13 @@ async def test_pipeline__listener_killed_while_messages_flow_loses_nothing(world
                     f"AND datname = '{world.bridge_url.rsplit('/', 1)[1]}'"
                 )
         await world.wait_archived({s.event_id for s in sent}, timeout_s=15)
-        assert svc.metrics.reconnects.labels("listener")._value.get() >= 1
+
+        # The sweep may archive everything before the listener is back: wait for the
+        # reconnect itself (a bounded wait, not a race with the service).
+        async def reconnected() -> bool:
+            return svc.metrics.reconnects.labels("listener")._value.get() >= 1
+
+        await wait_until(reconnected, timeout_s=15, what="the listener's reconnect")
     assert await world.archived_count() == 60
 
 

@@ -430,3 +430,39 @@ if hypothesis is not None:
         start: int, ops: list[Op]
     ) -> None:
         _run_interleaving(start, ops)
+
+
+# --- what a notification may still refer to --------------------------------------------------
+
+
+def test_unseen_within__fresh_tracker_everything_above_the_cursor() -> None:
+    t = _tracker(cursor=10)
+    assert t.unseen_within(0, 2**63 - 1) == [(11, 2**63 - 1)]
+    assert t.unseen_within(0, 10) == []
+
+
+def test_unseen_within__holes_and_the_region_above_the_newest_row() -> None:
+    t = _tracker(cursor=0)
+    t.claim_new([1, 2, 5, 6, 9], now=0.0)  # holes 3-4 and 7-8
+    assert t.unseen_within(0, 100) == [(3, 4), (7, 8), (10, 100)]
+    assert t.unseen_within(5, 6) == []  # claimed already: nothing to read again
+    t.complete([1, 2])
+    assert t.advance(now=1.0) == 2
+    assert t.unseen_within(0, 8) == [(3, 4), (7, 8)]
+
+
+def test_unseen_within__holes_given_up_on_stay_readable_below_the_cursor() -> None:
+    t = _tracker(cursor=0)
+    _process(t, [1, 2, 5], now=0.0)  # hole 3-4
+    assert t.advance(now=TIMEOUT + 1) == 5
+    assert t.skipped_holes == [(3, 4)]
+    assert t.unseen_within(0, 10) == [(3, 4), (6, 10)]
+    assert t.claim_new([4], now=TIMEOUT + 2) == [4]  # a late commit is still archived
+
+
+def test_skipped_holes__bounded() -> None:
+    t = _tracker(cursor=0)
+    for i in range(tracker.MAX_SKIPPED_HOLES + 50):
+        _process(t, [3 * i + 1, 3 * i + 3], now=0.0)  # a hole at every 3i+2
+    t.advance(now=TIMEOUT + 1)
+    assert len(t.skipped_holes) == tracker.MAX_SKIPPED_HOLES
