@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 
@@ -22,6 +23,45 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 ErrorFactory = Callable[[str], errors.ArchiverError]
+
+
+class DiscardingConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A connection that discards itself when asyncpg finds its protocol in an impossible state.
+
+    When the server ends a session (``pg_terminate_backend``, a restart, a failover) it sends a
+    FATAL error and closes the socket. If the connection is idle in a pool, or between queries,
+    asyncpg may read the error before it sees the socket close; until then the connection looks
+    open, the pool hands it out, and the next query fails with ``InternalClientError: cannot
+    switch to state 12; another operation (2) is in progress`` (MagicStack/asyncpg#1069). That is
+    not a bug of ours to crash on: the connection is dead. It is terminated here, so the pool
+    never hands it out again, and the error is reported as the connection failure it is
+    (``ConnectionDoesNotExistError``, one of :data:`CONNECTION_ERRORS`), so the caller retries on
+    a new connection.
+    """
+
+    async def _discarding(self, operation: Awaitable[Any]) -> Any:
+        try:
+            return await operation
+        except asyncpg.exceptions.InternalClientError as exc:
+            self.terminate()
+            raise asyncpg.exceptions.ConnectionDoesNotExistError(
+                f"connection discarded after an internal protocol error ({exc})"
+            ) from None
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._discarding(super().execute(*args, **kwargs))
+
+    async def executemany(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._discarding(super().executemany(*args, **kwargs))
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._discarding(super().fetch(*args, **kwargs))
+
+    async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._discarding(super().fetchval(*args, **kwargs))
+
+    async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._discarding(super().fetchrow(*args, **kwargs))
 
 
 def describe(exc: BaseException) -> str:
@@ -54,6 +94,7 @@ async def create_pool(
             # release; our pooled connections never change session state (LISTEN has its own
             # connection, transactions are always closed), so there is nothing to reset.
             reset=_no_reset,
+            connection_class=DiscardingConnection,
         )
     except (*CONNECTION_ERRORS, asyncpg.PostgresError, ValueError) as exc:
         raise error(f"cannot connect to {redact.redact_url(dsn)}: {describe(exc)}") from None
@@ -65,9 +106,13 @@ async def connect(
     dsn: str, *, application_name: str, error: ErrorFactory = errors.SourceError
 ) -> asyncpg.Connection:
     try:
-        return await asyncpg.connect(
-            dsn, server_settings={"application_name": application_name}, timeout=10
+        conn: asyncpg.Connection = await asyncpg.connect(
+            dsn,
+            server_settings={"application_name": application_name},
+            timeout=10,
+            connection_class=DiscardingConnection,
         )
+        return conn
     except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
         raise error(f"cannot connect to {redact.redact_url(dsn)}: {describe(exc)}") from None
 
