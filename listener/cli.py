@@ -127,14 +127,15 @@ def _load(**overrides: object) -> settings.Settings:
 async def _cmd_run(_args: argparse.Namespace) -> int:
     config = _load()
     svc = service.Service(config)
-    await svc.open()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, svc.stop_event.set)
     try:
-        await svc.run()
+        if await svc.open_when_reachable():
+            await svc.run()
     finally:
         await svc.close()
+        await svc.http.stop()
     return EXIT_FAILED if svc.crashed is not None else EXIT_OK
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
 import tempfile
 import time
@@ -18,7 +19,7 @@ import asyncpg
 
 import listener
 from listener import settings
-from listener.core import errors, models, roomfilter, tracker
+from listener.core import backoff, errors, models, roomfilter, tracker
 from listener.db import connect
 from listener.flow import hint_reader, listen, pipeline, reconcile, sweep, workers
 from listener.media import archiver as media
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ROOM_REFRESH_INTERVAL_S = 30.0
+STARTUP_MAX_BACKOFF_S = 2.0
+# How much longer than the next attempt systemd's start timeout is extended while waiting.
+STARTUP_EXTEND_S = 30.0
 TRIGGER_WARNING_INTERVAL_S = 300.0
 
 
@@ -129,6 +133,10 @@ class Service:
     ) -> None:
         self.config = config
         self.sink = archive_sink or build_sink(config)
+        self._sink_injected = archive_sink is not None
+        self._opening: str | None = None  # the database open() is connecting to
+        self.waiting_for: str | None = None  # set while a start waits for a database
+        self._http_started = False
         self.metrics = service_metrics or metrics.Metrics()
         self.health = Health()
         self._on_archived = on_archived
@@ -156,24 +164,82 @@ class Service:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    async def open_when_reachable(self) -> bool:
+        """:meth:`open`, retried while a database does not answer; False if stopped first.
+
+        A database that is down at start-up is an outage like any other: the process stays up,
+        ``/readyz`` and systemd's ``STATUS=`` name the database it waits for (the start timeout
+        is extended meanwhile), and archiving starts the moment it answers. The retry delay is
+        the run-time backoff capped at ``STARTUP_MAX_BACKOFF_S``: a refused connection costs
+        nothing, and a late start costs latency. A configuration error still stops the start.
+        """
+        await self._start_http()
+        attempt = 0
+        while not self.stop_event.is_set():
+            try:
+                await self.open()
+                self.waiting_for = None
+                return True
+            except (errors.SourceError, errors.SinkUnavailable) as exc:
+                self.waiting_for = self._opening or "database"
+                delay = backoff.delay_s(
+                    attempt,
+                    base_s=0.2,
+                    cap_s=min(self.config.reconnect_max_backoff_s, STARTUP_MAX_BACKOFF_S),
+                    rng=random.Random(),
+                )
+                attempt += 1
+                self.notifier.notify(
+                    f"STATUS=waiting for the {self.waiting_for} database",
+                    f"EXTEND_TIMEOUT_USEC={int((delay + STARTUP_EXTEND_S) * 1_000_000)}",
+                )
+                logger.warning(
+                    "waiting for the %s database (attempt %d, next in %.1f s): %s",
+                    self.waiting_for,
+                    attempt,
+                    delay,
+                    exc,
+                    extra={"action": "startup_waiting", "dependency": self.waiting_for},
+                )
+                self.sink = self._fresh_sink()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop_event.wait(), delay)
+        return False
+
+    async def _start_http(self) -> None:
+        if not self._http_started:
+            self._http_started = True
+            await self.http.start()
+
+    def _fresh_sink(self) -> sink.Sink:
+        """A sink that was opened and closed is not reopened: a new one per start attempt."""
+        return self.sink if self._sink_injected else build_sink(self.config)
+
     async def open(self) -> None:
         """Connect to both sources and the sink, load the cursor and the room configuration."""
+        try:
+            await self._open()
+        except BaseException:
+            await self.close()  # nothing half-open is left behind a failed start
+            raise
+        self._opening = None
+
+    async def _open(self) -> None:
         config = self.config
+        self._opening = "bridge"
         self._bridge_pool = await connect.create_pool(
             config.whatsapp_db_url.get_secret_value(),
             application_name="archiver-db:bridge",
             max_size=config.workers + 2,
         )
+        self._opening = "synapse"
         self._synapse_pool = await connect.create_pool(
             config.synapse_db_url.get_secret_value(),
             application_name="archiver-db:synapse",
             max_size=config.workers + 1,
         )
-        try:
-            await self.sink.open()
-        except BaseException:
-            await self.close()  # do not leave the source pools open behind a failed start
-            raise
+        self._opening = "archive"
+        await self.sink.open()
         self.bridge = bridge_source.BridgeSource(self._bridge_pool, bridge_id=config.bridge_id)
         self.synapse = synapse_source.SynapseSource(self._synapse_pool)
         cursor = await self._load_cursor()
@@ -243,8 +309,10 @@ class Service:
     async def _load_cursor(self) -> int:
         """The saved rowid cursor, never beyond the bridge's newest row: a bridge database
         restored from a backup (or recreated) would otherwise have every new row below it."""
+        self._opening = "archive"
         state = await self.sink.load_state(sink.CURSOR_KEY)
         saved = int(state["rowid"]) if state else 0
+        self._opening = "bridge"
         newest = await self.bridge.max_rowid()
         if saved <= newest:
             return saved
@@ -346,7 +414,7 @@ class Service:
         tasks.append(asyncio.create_task(self._operations_loop(), name="operations"))
         tasks.append(asyncio.create_task(self._systemd_loop(), name="systemd"))
         watchdog = asyncio.create_task(self._watch_tasks([*tasks, *workers]), name="task-watch")
-        await self.http.start()
+        await self._start_http()
         self.ready.set()
         try:
             await self.stop_event.wait()
@@ -498,6 +566,9 @@ class Service:
         )
 
     def readiness(self) -> probes.Report:
+        if self.waiting_for is not None or self._opening is not None:
+            # Still starting: name the database the start is waiting for.
+            return probes.readiness({}, detail={"starting": True, "waiting_for": self.waiting_for})
         return probes.readiness(
             {
                 **self._dependencies,

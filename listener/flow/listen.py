@@ -117,7 +117,9 @@ class Listener:
         self, conn: asyncpg.Connection, lost: asyncio.Event, stop: asyncio.Event
     ) -> None:
         while not stop.is_set():
-            await _first_of(lost, stop, timeout_s=self._probe_interval_s / 2)
+            # Checked four times per interval: a silent death is noticed within
+            # interval + interval / 4 + the probe's timeout.
+            await _first_of(lost, stop, timeout_s=self._probe_interval_s / 4)
             if lost.is_set() or conn.is_closed():
                 raise errors.SourceError("listener connection closed")
             idle_s = time.monotonic() - self._last_activity

@@ -34,10 +34,10 @@ class Report:
         return {"ok": self.ok, "checks": self.checks, "failing": failing, **self.detail}
 
 
-def readiness(checks: Mapping[str, bool]) -> Report:
+def readiness(checks: Mapping[str, bool], *, detail: Mapping[str, Any] | None = None) -> Report:
     """Ready when connected to every source and the sink, and the trigger is present."""
     values = {name: bool(checks.get(name, False)) for name in DEPENDENCIES}
-    return Report(ok=all(values.values()), checks=values)
+    return Report(ok=all(values.values()), checks=values, detail=dict(detail or {}))
 
 
 def liveness(*, stopping: bool, crashed: bool, workers_alive: bool, uptime_s: float) -> Report:

@@ -502,13 +502,37 @@ async def test_cli__malformed_port_in_url_exits_2_naming_the_setting(cli: Cli) -
     assert "WHATSAPP_DB_URL" in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("setting", "database"),
+    [("WHATSAPP_DB_URL", "bridge"), ("SYNAPSE_DB_URL", "synapse"), ("ARCHIVE_DB_URL", "archive")],
+)
+async def test_cli__run_waits_for_an_unreachable_database_naming_host_not_password(
+    cli: Cli, setting: str, database: str
+) -> None:
+    """``run`` is a service: a database down at start-up is waited for (the process stays up,
+    systemd is told what it waits for), and SIGTERM while waiting is a clean stop."""
+    url = f"postgresql://postgres:{PASSWORD}@127.0.0.1:1/unreachable"
+    running = await cli.start(cli.env(None, **{setting: url}), "run")
+    await running.wait_for_action("startup_waiting")
+    await asyncio.sleep(1.0)  # several refused attempts later: still up
+    assert running.proc.returncode is None
+    result = await running.stop()
+    assert result.rc == 0, result.output
+    waits = [e for e in running.log_entries() if e.get("action") == "startup_waiting"]
+    assert len(waits) >= 2
+    assert {e.get("dependency") for e in waits} == {database}
+    assert "postgres:***@127.0.0.1:1/" in str(waits[0].get("msg"))
+    assert PASSWORD not in result.output
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("setting", ["WHATSAPP_DB_URL", "SYNAPSE_DB_URL", "ARCHIVE_DB_URL"])
-async def test_cli__unreachable_database_fails_at_start_naming_host_not_password(
+async def test_cli__backfill_fails_at_start_on_an_unreachable_database_naming_host_not_password(
     cli: Cli, setting: str
 ) -> None:
     url = f"postgresql://postgres:{PASSWORD}@127.0.0.1:1/unreachable"
     began = time.monotonic()
-    result = await cli.run(cli.env(None, **{setting: url}), "run", timeout_s=30)
+    result = await cli.run(cli.env(None, **{setting: url}), "backfill", timeout_s=30)
     assert result.rc == 1, result.output
     assert time.monotonic() - began < 20
     last = result.stderr.strip().splitlines()[-1]

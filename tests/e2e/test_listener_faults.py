@@ -460,3 +460,49 @@ async def test_archive_outage__longer_than_room_refresh_does_not_crash_the_servi
         await wait_until(archived_or_stopped, timeout_s=15, what="archived after the outage")
         assert svc.crashed is None
         assert not svc.stop_event.is_set()
+
+
+async def test_startup__waits_for_a_database_that_refuses_then_archives_at_once(
+    world: World,
+) -> None:
+    """A database down at start-up is an outage like any other: the process stays up, /readyz
+    names the database it waits for, and archiving starts as soon as the database answers."""
+    await world.sim.ensure_world(groups=1, dms=0)
+    chat = world.sim.chats[0]
+    before = await world.sim.send_text(chat, chat.members[0], "sent while the archiver waits")
+    port = _free_port()
+    async with proxy_to(world.synapse_url) as (proxy, url):
+        await proxy.stop()  # Synapse's database refuses connections
+        svc = service.Service(world.settings(synapse_db_url=url, metrics_addr=f"127.0.0.1:{port}"))
+        starting = asyncio.create_task(svc.open_when_reachable())
+        try:
+            async with httpx.AsyncClient(timeout=5.0) as client:
+
+                async def waiting_for_synapse() -> bool:
+                    with contextlib.suppress(httpx.HTTPError):
+                        answer = await client.get(f"http://127.0.0.1:{port}/readyz")
+                        return answer.status_code == 503 and (
+                            answer.json().get("waiting_for") == "synapse"
+                        )
+                    return False
+
+                await wait_until(waiting_for_synapse, what="/readyz naming the synapse database")
+                assert (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
+            assert not starting.done()
+            await asyncio.sleep(1.0)  # a few refused attempts: still waiting, still alive
+            assert not starting.done()
+            await proxy.start()  # the database answers again (same port)
+            assert await asyncio.wait_for(starting, 10) is True
+            running = asyncio.create_task(svc.run())
+            try:
+                await world.wait_archived({before.event_id}, timeout_s=10)
+            finally:
+                svc.stop_event.set()
+                await asyncio.wait_for(running, 30)
+        finally:
+            svc.stop_event.set()
+            if not starting.done():
+                await asyncio.wait_for(starting, 10)
+            await svc.close()
+            await svc.http.stop()
+    assert svc.crashed is None
