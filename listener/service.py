@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 ROOM_REFRESH_INTERVAL_S = 30.0
 STARTUP_MAX_BACKOFF_S = 2.0
+GAP_KEY = "bridge_gap"
+# The first follow-up sweep after the cursor stops at a gap; doubled while it stays open.
+GAP_FIRST_RETRY_S = 0.05
 # How much longer than the next attempt systemd's start timeout is extended while waiting.
 STARTUP_EXTEND_S = 30.0
 TRIGGER_WARNING_INTERVAL_S = 300.0
@@ -137,6 +140,8 @@ class Service:
         self._opening: str | None = None  # the database open() is connecting to
         self.waiting_for: str | None = None  # set while a start waits for a database
         self._http_started = False
+        self._saved_gap: tuple[int, float] | None = None
+        self._gap_retry_s = GAP_FIRST_RETRY_S
         self.metrics = service_metrics or metrics.Metrics()
         self.health = Health()
         self._on_archived = on_archived
@@ -243,7 +248,13 @@ class Service:
         self.bridge = bridge_source.BridgeSource(self._bridge_pool, bridge_id=config.bridge_id)
         self.synapse = synapse_source.SynapseSource(self._synapse_pool)
         cursor = await self._load_cursor()
-        self.tracker = tracker.RowidTracker(cursor, gap_timeout_s=config.sweep_gap_timeout_s)
+        self._saved_gap = await self._load_gap()
+        self.tracker = tracker.RowidTracker(
+            cursor,
+            gap_timeout_s=config.sweep_gap_timeout_s,
+            gap_since=self._saved_gap,
+            settle_by_snapshot=await self._rowids_in_order(),
+        )
         self.rooms = pipeline.RoomDirectory(await self._load_room_filter())
         self.processor = pipeline.Processor(
             bridge=self.bridge,
@@ -325,6 +336,54 @@ class Service:
             extra={"action": "cursor_clamped"},
         )
         return newest
+
+    async def _load_gap(self) -> tuple[int, float] | None:
+        """The gap the cursor waited behind when the last process stopped, and since when."""
+        self._opening = "archive"
+        state = await self.sink.load_state(GAP_KEY)
+        try:
+            return (int(state["rowid"]), float(state["since"])) if state else None
+        except (KeyError, TypeError, ValueError):
+            return None  # no gap (saved as null), or not a value we wrote
+
+    async def _rowids_in_order(self) -> bool:
+        """Whether rowids are handed out in order (sequence cache 1): gaps then settle by
+        snapshot; otherwise only the timeout gives them up."""
+        self._opening = "bridge"
+        try:
+            cache = await self.bridge.rowid_sequence_cache()
+        except errors.SourceError as exc:
+            cache, reason = None, str(exc)
+        else:
+            reason = f"its cache is {cache}" if cache is not None else "it was not found"
+        if cache == 1:
+            return True
+        logger.warning(
+            "cannot tell from message.rowid's sequence that rowids are handed out in order "
+            "(%s): rowid gaps are given up on only after SWEEP_GAP_TIMEOUT_S (%.0f s)",
+            reason,
+            self.config.sweep_gap_timeout_s,
+            extra={"action": "gap_settling_by_timeout"},
+        )
+        return False
+
+    async def _save_gap(self) -> None:
+        """Persist the gap the cursor waits behind (its timeout survives restarts)."""
+        gap = self.tracker.blocking_gap()
+        if gap == self._saved_gap:
+            return
+        value = {"rowid": gap[0], "since": gap[1]} if gap else {"rowid": None, "since": None}
+        await archive_stats.save_state(self.sink, GAP_KEY, value)
+        self._saved_gap = gap
+
+    def _next_sweep_in_s(self) -> float:
+        """The poll interval; much sooner while the cursor waits behind a gap, which the next
+        sweep's snapshot usually settles (backing off while a transaction keeps it open)."""
+        if self.tracker.blocking_gap() is None:
+            self._gap_retry_s = GAP_FIRST_RETRY_S
+            return self.config.poll_interval_s
+        delay, self._gap_retry_s = self._gap_retry_s, self._gap_retry_s * 2
+        return min(delay, self.config.poll_interval_s)
 
     def _archived(self, messages: list[models.ArchivedMessage], committed_at: float) -> None:
         """The pipeline's hook once messages are durable: their media, then any caller's hook."""
@@ -470,7 +529,8 @@ class Service:
         while not self.stop_event.is_set():
             await self._guarded("sweep", self.sweeper.sweep_once)
             await self._guarded("cursor", self.processor.flush_cursor)
-            await self.sweeper.wait_for_next(self.config.poll_interval_s)
+            await self._guarded("gap", self._save_gap)
+            await self.sweeper.wait_for_next(self._next_sweep_in_s())
 
     async def _media_catchup_loop(self) -> None:
         assert self.media is not None

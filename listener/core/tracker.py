@@ -3,11 +3,21 @@
 A rowid is allocated when a bridge transaction inserts, not when it commits, so rows become
 visible out of order: rowid 11 can commit before rowid 10. The cursor is the highest rowid such
 that every rowid at or below it is resolved (archived, filtered out, or recorded as a failure).
-A rowid above the cursor that is not visible yet is a *hole*: a transaction still in flight, or
-one that rolled back (identity values are never reused). Holes hold the cursor back until they
-are older than ``gap_timeout_s``; after that the cursor steps over them. A row that commits even
-later is still archived through its NOTIFY; it just no longer holds the cursor (the holes given
-up on are remembered, a bounded number of them, so that such a NOTIFY is known to be real).
+A rowid above the cursor that is not visible yet is a *hole*: a transaction still in flight, one
+that rolled back (identity values are never reused), or a row deleted since.
+
+A hole is settled by what the database knows, not by a clock. The sweep reads the rows above the
+cursor in one statement and reports that statement's snapshot (:meth:`RowidTracker.settle`).
+Rowids come from a sequence with cache 1, so a missing rowid below a visible one was handed out
+before that one, to a transaction already running when the snapshot was taken: its xid is below
+the snapshot's ``xmax``. Once a later full read's snapshot has ``xmin`` at or past that ``xmax``,
+every such transaction has ended, and what it committed was in that read: the hole is final.
+Usually that is the very next sweep, milliseconds later, and it holds across restarts (a new
+process settles the same way). A hole whose transaction stays open longer than
+``gap_timeout_s`` is stepped over anyway (last resort; its start is persisted by the service, so
+restarts do not reset it). A row that commits even later is still archived through its NOTIFY;
+it just no longer holds the cursor (the holes stepped over are remembered, a bounded number of
+them, so that such a NOTIFY is known to be real).
 """
 
 from __future__ import annotations
@@ -27,6 +37,26 @@ class _Hole:
     lo: int
     hi: int
     since: float
+    # xmax of the snapshot of the first full read that covered this hole: the transaction that
+    # holds any of its rowids has an xid below it (see the module docstring).
+    seen_xmax: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A statement's snapshot, as ``pg_snapshot_xmin``/``pg_snapshot_xmax`` report it."""
+
+    xmin: int
+    xmax: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Proof:
+    """Every row committed in ``(after, through]`` under a snapshot with ``xmin`` was read."""
+
+    after: int
+    through: int
+    xmin: int
 
 
 def _first_above(ordered: list[int], rowid: int, *, default: int) -> int:
@@ -35,9 +65,22 @@ def _first_above(ordered: list[int], rowid: int, *, default: int) -> int:
 
 
 class RowidTracker:
-    def __init__(self, cursor: int, *, gap_timeout_s: float) -> None:
+    def __init__(
+        self,
+        cursor: int,
+        *,
+        gap_timeout_s: float,
+        gap_since: tuple[int, float] | None = None,
+        settle_by_snapshot: bool = True,
+    ) -> None:
         self.cursor = cursor
         self._gap_timeout_s = gap_timeout_s
+        # (rowid, since): a hole at this rowid was first seen at ``since`` by an earlier process.
+        self._gap_since = gap_since
+        self._settle_by_snapshot = settle_by_snapshot
+        self._proofs: list[_Proof] = []  # the pages of the last sweep, in rowid order
+        self.settled = 0  # holes settled by a snapshot
+        self.timed_out = 0  # holes stepped over by the timeout
         self._claimed: set[int] = set()
         self._done: set[int] = set()
         self._holes: list[_Hole] = []
@@ -96,6 +139,35 @@ class RowidTracker:
         self._claimed.update(r for r in fresh if r > self.cursor)
         return fresh
 
+    def settle(self, *, after: int, through: int, snapshot: Snapshot) -> None:
+        """A full read: every row committed in ``(after, through]`` under ``snapshot`` was
+        passed to :meth:`claim_new` (the sweep's rowid scan, in the same statement)."""
+        if not self._settle_by_snapshot:
+            return
+        holes: list[_Hole] = []
+        for hole in self._holes:
+            if hole.seen_xmax is None and hole.lo <= through and hole.hi > after:
+                if hole.hi > through:  # the part above the read is not covered: split it off
+                    holes.append(_Hole(hole.lo, through, hole.since, snapshot.xmax))
+                    holes.append(_Hole(through + 1, hole.hi, hole.since))
+                    continue
+                hole.seen_xmax = snapshot.xmax
+            holes.append(hole)
+        self._holes = holes
+        if not (self._proofs and self._proofs[-1].through == after):
+            self._proofs = []  # a new sweep; the next page of the same sweep keeps the earlier
+        self._proofs.append(_Proof(after, through, snapshot.xmin))
+
+    def blocking_gap(self) -> tuple[int, float] | None:
+        """(rowid, first seen) of the hole the cursor waits behind, if it waits behind one."""
+        nxt = self.cursor + 1
+        if nxt in self._claimed or nxt in self._done or nxt > self._max_known:
+            return None
+        for hole in self._holes:
+            if hole.lo <= nxt <= hole.hi:
+                return (nxt, hole.since)
+        return None
+
     def complete(self, rowids: Iterable[int]) -> None:
         """These rows are durable in the archive (or resolved as failures or filtered out)."""
         for rowid in rowids:
@@ -118,18 +190,41 @@ class RowidTracker:
                 known = sorted(self._claimed | self._done)
             next_known = _first_above(known, nxt, default=self._max_known + 1)
             hole = self._hole_at(nxt, now, next_known)
-            if now - hole.since < self._gap_timeout_s:
+            final_through = self._final_through(hole, nxt)
+            if final_through is not None:
+                self.settled += 1
+                self.cursor = min(hole.hi, next_known - 1, final_through)
+            elif now - hole.since >= self._gap_timeout_s:
+                self.timed_out += 1
+                self.cursor = min(hole.hi, next_known - 1)
+            else:
                 break
-            self.cursor = min(hole.hi, next_known - 1)
             self._skipped.append((nxt, self.cursor))
         self._drop_holes_below_cursor()
         return self.cursor
+
+    def _final_through(self, hole: _Hole, rowid: int) -> int | None:
+        """How far the hole at ``rowid`` is proven final by the last full read, if it is."""
+        if hole.seen_xmax is None:
+            return None
+        for proof in self._proofs:
+            if proof.after < rowid <= proof.through:
+                return proof.through if proof.xmin >= hole.seen_xmax else None
+        return None
+
+    def _since(self, lo: int, hi: int, now: float) -> float:
+        """When a hole was first seen: now, or earlier if a previous process saw it first."""
+        if self._gap_since is not None and lo <= self._gap_since[0] <= hi:
+            return min(now, self._gap_since[1])
+        return now
 
     def _note_visible(self, visible: list[int], now: float) -> None:
         previous = self._max_known
         for rowid in visible:
             if rowid > previous + 1:
-                self._holes.append(_Hole(previous + 1, rowid - 1, now))
+                self._holes.append(
+                    _Hole(previous + 1, rowid - 1, self._since(previous + 1, rowid - 1, now))
+                )
             previous = max(previous, rowid)
         self._max_known = previous
 
@@ -142,7 +237,7 @@ class RowidTracker:
             return self._holes[0]
         # Not seen as a hole before (e.g. the range between cursor and the first visible row
         # after a restart): start its clock now.
-        hole = _Hole(rowid, next_known - 1, now)
+        hole = _Hole(rowid, next_known - 1, self._since(rowid, next_known - 1, now))
         bisect.insort(self._holes, hole, key=lambda h: h.lo)
         return hole
 

@@ -9,7 +9,6 @@ message timestamp: history sync inserts old timestamps with new rowids.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -27,6 +26,9 @@ MIN_REQUESTED_SPACING_S = 0.2
 
 
 class Sweeper:
+    # The snapshot of the page just read, when that read can settle gaps (unfiltered).
+    _snapshot: tracker.Snapshot | None
+
     def __init__(
         self,
         *,
@@ -46,6 +48,7 @@ class Sweeper:
         self._limit_rows = limit_rows
         self._clock = clock
         self._wakeup = asyncio.Event()
+        self._snapshot = None
         self._last_sweep_at = -MIN_REQUESTED_SPACING_S
         self.sweeps = 0
         # Set by a `backfill --since`: rows older than this are not wanted.
@@ -61,10 +64,12 @@ class Sweeper:
         queued = 0
         after = self._tracker.cursor
         while True:
-            rowids = await self._bridge.rowids_after(
-                after, limit=self._limit_rows, since_ns=self.since_ns
-            )
+            rowids = await self._read_page(after)
             fresh = self._tracker.claim_new(rowids, now=self._clock())
+            if self._snapshot is not None:
+                # Every row committed under this snapshot in the range read is in ``rowids``.
+                through = rowids[-1] if len(rowids) >= self._limit_rows else tracker.MAX_ROWID
+                self._tracker.settle(after=after, through=through, snapshot=self._snapshot)
             for start in range(0, len(fresh), self._batch_size):
                 chunk = tuple(fresh[start : start + self._batch_size])
                 # A blocking put: the sweep may wait for the workers, it must not drop work.
@@ -84,10 +89,23 @@ class Sweeper:
             )
         return queued
 
+    async def _read_page(self, after: int) -> list[int]:
+        self._snapshot = None
+        if self.since_ns is not None:  # a filtered read proves nothing about gaps
+            return await self._bridge.rowids_after(
+                after, limit=self._limit_rows, since_ns=self.since_ns
+            )
+        rowids, self._snapshot = await self._bridge.rowids_after_with_snapshot(
+            after, limit=self._limit_rows
+        )
+        return rowids
+
     async def wait_for_next(self, interval_s: float) -> None:
         """Sleep until the interval passes or a sweep is requested."""
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(self._wakeup.wait(), interval_s)
+        except TimeoutError:
+            return  # the interval the caller chose (a short one while a gap settles, too)
         early_s = MIN_REQUESTED_SPACING_S - (time.monotonic() - self._last_sweep_at)
         if early_s > 0:
             await asyncio.sleep(early_s)

@@ -310,10 +310,13 @@ class BridgeSimulator:
         reply_to: SentMessage | None = None,
         thread_root: SentMessage | None = None,
         ts_ns: int | None = None,
+        db: asyncpg.Connection | None = None,
     ) -> SentMessage:
+        """A text; its row is inserted through ``db`` when given (an open transaction: the row
+        commits when the caller commits), else in its own transaction."""
         content: JsonDict = {"msgtype": "m.text", "body": body}
         draft = self._draft(chat, sender, "m.room.message", content, ts_ns, reply_to, thread_root)
-        return await self._send(draft)
+        return await self._send(draft, db=db)
 
     async def send_media(
         self,
@@ -339,6 +342,48 @@ class BridgeSimulator:
         draft = self._draft(chat, self.self_contact, "m.room.message", content, None, None, None)
         draft = _replace(draft, sender_mxid=self.user_mxid, back_date=False)
         return await self._send(draft)
+
+    async def edit(self, sent: SentMessage, body: str) -> str:
+        """A WhatsApp edit as the bridge applies it: the ``m.replace`` event, then the row
+        UPDATE in place (source-schemas.md §2.3). Returns the edit's event ID."""
+        new_content: JsonDict = {"msgtype": "m.text", "body": body}
+        edit_id = await self._writer.send_event(
+            sent.chat.room_id,
+            sent.sender_mxid or sent.sender.mxid,
+            "m.room.message",
+            {
+                "msgtype": "m.text",
+                "body": f"* {body}",
+                "m.new_content": new_content,
+                "m.relates_to": {"rel_type": "m.replace", "event_id": sent.event_id},
+            },
+            int(time.time() * 1000),
+        )
+        await self._db.execute(
+            "UPDATE message SET metadata = jsonb_set(metadata, '{edits}',"
+            " coalesce(metadata->'edits', '[]'::jsonb) || to_jsonb($2::text)) WHERE rowid = $1",
+            sent.rowid,
+            edit_id,
+        )
+        return edit_id
+
+    async def react(self, sent: SentMessage, by: Contact, key: str) -> str:
+        """A reaction: the ``m.reaction`` event (the bridge's reaction row is not archived)."""
+        return await self._writer.send_event(
+            sent.chat.room_id,
+            by.mxid,
+            "m.reaction",
+            {"m.relates_to": {"rel_type": "m.annotation", "event_id": sent.event_id, "key": key}},
+            int(time.time() * 1000),
+        )
+
+    async def revoke(self, sent: SentMessage) -> str:
+        """WhatsApp "delete for everyone": the event is redacted, then the row deleted."""
+        redaction = await self._writer.redact(
+            sent.chat.room_id, sent.event_id, sent.sender_mxid or sent.sender.mxid
+        )
+        await self._db.execute("DELETE FROM message WHERE rowid = $1", sent.rowid)
+        return redaction
 
     async def history_sync(
         self, chat: Chat, count: int, start_ts_ns: int, *, step_s: int = 37
@@ -516,13 +561,13 @@ class BridgeSimulator:
             metadata={"sender_device_id": self._rng.choice((0, 0, 0, 1, 23))},
         )
 
-    async def _send(self, draft: _Draft) -> SentMessage:
+    async def _send(self, draft: _Draft, *, db: asyncpg.Connection | None = None) -> SentMessage:
         """The bridge's order: Matrix event, then the autocommit INSERT of the row."""
         spec = _spec(draft)
         event_id = await self._writer.send_event(
             spec.room_id, spec.sender_mxid, spec.event_type, spec.content, spec.ts_ms
         )
-        rowid = await self._db.fetchval(INSERT_MESSAGE, *_row_args(draft, event_id))
+        rowid = await (db or self._db).fetchval(INSERT_MESSAGE, *_row_args(draft, event_id))
         return self._record(draft, event_id, rowid, time.time())
 
     def _record(self, draft: _Draft, event_id: str, rowid: int, committed_at: float) -> SentMessage:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from listener.core import enrich, errors, models
+from listener.core import enrich, errors, models, tracker
 from listener.db import connect, queries
 
 _BY_ROWID = "WHERE m.rowid = ANY($1::bigint[])"
@@ -89,6 +89,19 @@ class BridgeSource:
                 "bridge_rowids_after_since", cursor, self._bridge_id, limit, since_ns
             )
         return [r["rowid"] for r in records]
+
+    async def rowids_after_with_snapshot(
+        self, cursor: int, *, limit: int
+    ) -> tuple[list[int], tracker.Snapshot]:
+        """:meth:`rowids_after`, and the snapshot the statement read under."""
+        records = await self._fetch("bridge_rowids_after_snapshot", cursor, self._bridge_id, limit)
+        record = records[0]
+        return list(record["rowids"]), tracker.Snapshot(record["xmin"], record["xmax"])
+
+    async def rowid_sequence_cache(self) -> int | None:
+        """The cache size of ``message.rowid``'s sequence (None if it cannot be read)."""
+        records = await self._fetch("bridge_rowid_sequence_cache")
+        return int(records[0]["cache"]) if records else None
 
     async def rowids_between(self, lo: int, hi: int, *, limit: int) -> list[int]:
         """The existing rowids in ``[lo, hi]``, ascending, at most ``limit`` of them."""

@@ -384,3 +384,55 @@ async def test_pipeline__upsert_is_idempotent(world: World) -> None:
 
 
 _ = (asyncpg, models)
+
+
+async def test_pipeline__gap_of_an_open_transaction_holds_the_cursor_until_it_ends(
+    world: World,
+) -> None:
+    """The gap timeout is far away (120 s): what moves the cursor past a gap is the database's
+    word that every transaction that could fill it has ended."""
+    await world.sim.ensure_world(groups=1, dms=0)
+    chat = world.sim.chats[0]
+    async with world.running(sweep_gap_timeout_s=120.0) as svc:
+        await asyncio.wait_for(svc.listener.connected.wait(), 5)
+        sender = chat.members[0]
+        event = await world.writer.send_event(
+            chat.room_id, sender.mxid, "m.room.message", {"msgtype": "m.text", "body": "aborted"}
+        )
+        slow = await world.bridge.acquire()
+        try:
+            tx = slow.transaction()
+            await tx.start()
+            gap = await _insert_row(slow, chat, sender, event, "3EB0ABORTED")
+            after = await world.sim.send_text(chat, chat.members[1], "after the gap")
+            await world.wait_archived({after.event_id})
+            for _ in range(5):  # several sweeps' snapshots see the writer still running
+                await asyncio.sleep(0.3)
+                assert svc.tracker.cursor == gap - 1
+            await tx.rollback()  # the row never exists
+        finally:
+            await world.bridge.release(slow)
+        started = time.monotonic()
+        await wait_until(lambda: _cursor_at_least(world, after.rowid), what="cursor past the gap")
+        settled_s = time.monotonic() - started
+        assert svc.tracker.settled >= 1
+        assert svc.tracker.timed_out == 0
+    assert settled_s < 60  # far from the 120 s timeout: settled by snapshot, not by clock
+
+
+async def test_pipeline__restart_passes_a_deleted_row_at_once_not_after_the_timeout(
+    world: World,
+) -> None:
+    """A row deleted before it was read (a revoke) leaves a gap. Before, each new process started
+    the gap's clock again; now the first sweeps settle it."""
+    await world.sim.ensure_world(groups=1, dms=0)
+    chat = world.sim.chats[0]
+    first = await world.sim.send_text(chat, chat.members[0], "kept")
+    revoked = await world.sim.send_text(chat, chat.members[0], "revoked at once")
+    await world.bridge.execute("DELETE FROM message WHERE rowid = $1", revoked.rowid)
+    last = await world.sim.send_text(chat, chat.members[1], "after the revoke")
+    for _ in range(2):  # a plain restart, twice
+        async with world.running(sweep_gap_timeout_s=120.0) as svc:
+            await world.wait_archived({first.event_id, last.event_id})
+            await wait_until(lambda: _cursor_at_least(world, last.rowid), what="cursor at last")
+            assert svc.tracker.timed_out == 0

@@ -466,3 +466,86 @@ def test_skipped_holes__bounded() -> None:
         _process(t, [3 * i + 1, 3 * i + 3], now=0.0)  # a hole at every 3i+2
     t.advance(now=TIMEOUT + 1)
     assert len(t.skipped_holes) == tracker.MAX_SKIPPED_HOLES
+
+
+# --- gaps settled by a snapshot (restart-proof, no clock) ------------------------------------
+
+SNAP = tracker.Snapshot
+
+
+def _sweep(
+    t: tracker.RowidTracker, rowids: list[int], snap: tracker.Snapshot, *, now: float
+) -> int:
+    """One full sweep page from the cursor: claim, settle, complete, advance."""
+    after = t.cursor
+    fresh = t.claim_new(rowids, now=now)
+    t.settle(after=after, through=tracker.MAX_ROWID, snapshot=snap)
+    t.complete(fresh)
+    return t.advance(now=now)
+
+
+def test_settle__a_gap_with_no_transaction_in_flight_is_final_at_once() -> None:
+    t = _tracker()
+    # xmin == xmax: nothing was running when the read's snapshot was taken.
+    assert _sweep(t, [1, 2, 5], SNAP(100, 100), now=0.0) == 5
+    assert t.settled == 1
+    assert t.timed_out == 0
+    assert t.skipped_holes == [(3, 4)]
+
+
+def test_settle__waits_for_every_transaction_running_when_the_gap_was_seen() -> None:
+    t = _tracker()
+    assert _sweep(t, [1, 2, 5], SNAP(90, 100), now=0.0) == 2  # xid 90..99 may hold 3 and 4
+    assert _sweep(t, [5], SNAP(95, 104), now=1.0) == 2  # some of them still running
+    # The transaction holding 3 committed: its row is read, and 4 is final now.
+    assert _sweep(t, [3, 5], SNAP(100, 104), now=2.0) == 5
+    assert t.settled == 1
+
+
+def test_settle__a_filtered_or_partial_read_settles_nothing_beyond_it() -> None:
+    t = _tracker()
+    fresh = t.claim_new([1, 5, 9], now=0.0)
+    # This page only covered (0, 5]: the hole 6..8 is not proven by it.
+    t.settle(after=0, through=5, snapshot=SNAP(50, 50))
+    t.complete(fresh)
+    assert t.advance(now=0.0) == 5
+    assert t.blocking_gap() == (6, 0.0)
+    t.settle(after=5, through=tracker.MAX_ROWID, snapshot=SNAP(50, 50))
+    assert t.advance(now=0.0) == 9
+
+
+def test_settle__pages_of_one_sweep_prove_together() -> None:
+    t = _tracker()
+    first = t.claim_new([1, 3], now=0.0)
+    t.settle(after=0, through=3, snapshot=SNAP(10, 10))
+    second = t.claim_new([6, 7], now=0.0)
+    t.settle(after=3, through=tracker.MAX_ROWID, snapshot=SNAP(12, 12))
+    t.complete([*first, *second])
+    assert t.advance(now=0.0) == 7
+
+
+def test_settle__off_when_rowids_are_not_handed_out_in_order() -> None:
+    t = tracker.RowidTracker(0, gap_timeout_s=TIMEOUT, settle_by_snapshot=False)
+    assert _sweep(t, [1, 3], SNAP(5, 5), now=0.0) == 1
+    assert _sweep(t, [1, 3], SNAP(5, 5), now=TIMEOUT + 1) == 3
+    assert t.timed_out == 1
+
+
+def test_gap_since__a_previous_process_clock_counts() -> None:
+    # The last process saw the gap at rowid 3 at t=10; this one starts at t=1000.
+    t = tracker.RowidTracker(
+        2, gap_timeout_s=TIMEOUT, gap_since=(3, 10.0), settle_by_snapshot=False
+    )
+    t.complete(t.claim_new([4], now=1000.0))
+    assert t.blocking_gap() == (3, 10.0)
+    assert t.advance(now=1000.0) == 4  # 990 s since it was first seen: past the timeout
+
+
+def test_blocking_gap__none_when_the_next_row_is_in_flight_or_beyond() -> None:
+    t = _tracker()
+    assert t.blocking_gap() is None
+    t.claim_new([1, 3], now=5.0)
+    assert t.blocking_gap() is None  # 1 is claimed, not a gap
+    t.complete([1])
+    t.advance(now=5.0)
+    assert t.blocking_gap() == (2, 5.0)
