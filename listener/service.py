@@ -284,6 +284,9 @@ class Service:
             metrics=self.metrics,
             batch_size=config.batch_size,
             limit_rows=config.sweep_limit_rows,
+            max_in_flight_rows=max(
+                2 * config.sweep_limit_rows, 8 * config.workers * config.batch_size
+            ),
         )
         self.reconciler = reconcile.Reconciler(
             bridge=self.bridge,

@@ -38,6 +38,7 @@ class Sweeper:
         metrics: metrics.Metrics,
         batch_size: int,
         limit_rows: int,
+        max_in_flight_rows: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._bridge = bridge
@@ -46,6 +47,9 @@ class Sweeper:
         self._metrics = metrics
         self._batch_size = batch_size
         self._limit_rows = limit_rows
+        # The sweep claims no more than this many rows ahead of the workers: a backfill of a
+        # million rows must not hold a million rowids (in the tracker and the queue) at once.
+        self._max_in_flight = max_in_flight_rows or 2 * limit_rows
         self._clock = clock
         self._wakeup = asyncio.Event()
         self._snapshot = None
@@ -64,6 +68,7 @@ class Sweeper:
         queued = 0
         after = self._tracker.cursor
         while True:
+            await self._room_for_more()
             rowids = await self._read_page(after)
             fresh = self._tracker.claim_new(rowids, now=self._clock())
             if self._snapshot is not None:
@@ -88,6 +93,11 @@ class Sweeper:
                 extra={"action": "sweep_recovered"},
             )
         return queued
+
+    async def _room_for_more(self) -> None:
+        """Wait while the rows already claimed reach the bound (the workers free them)."""
+        while self._tracker.in_flight >= self._max_in_flight:  # noqa: ASYNC110 - no event for it
+            await asyncio.sleep(0.01)
 
     async def _read_page(self, after: int) -> list[int]:
         self._snapshot = None
