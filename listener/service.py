@@ -552,7 +552,11 @@ class Service:
         # path cannot see (deleted rows, edits, reactions, redactions). Notifications of
         # deletions and reaction changes wake it early.
         while not self.stop_event.is_set():
-            await self._guarded("reconcile", self.reconciler.run_once)
+            stats = await self._guarded("reconcile", self.reconciler.run_once)
+            if isinstance(stats, reconcile.Stats) and stats.more:
+                # A long history (the first pass after a backfill): read on at once instead of
+                # one page limit per interval.
+                continue
             await self.reconciler.wait_for_next(self.config.reconcile_interval_s)
 
     async def _housekeeping_loop(self) -> None:
@@ -566,13 +570,14 @@ class Service:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop_event.wait(), self.config.poll_interval_s)
 
-    async def _guarded(self, what: str, action: Callable[[], Awaitable[object]]) -> None:
+    async def _guarded(self, what: str, action: Callable[[], Awaitable[object]]) -> object:
         """Run a periodic step; a transient failure is logged and counted, never fatal."""
         try:
-            await action()
+            return await action()
         except (errors.SourceError, errors.SinkUnavailable) as exc:
             self.metrics.source_errors.labels(what, type(exc).__name__).inc()
             logger.warning("%s step failed: %s", what, exc, extra={"action": f"{what}_failed"})
+            return None
 
     # -- steps ---------------------------------------------------------------------------------
 

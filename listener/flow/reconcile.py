@@ -48,6 +48,7 @@ class Stats:
     reactions: int = 0
     redactions: int = 0
     cursor: int = 0
+    more: bool = False  # stopped at the page limit with events still to read
 
 
 @dataclass(slots=True)
@@ -121,6 +122,10 @@ class Reconciler:
                 stats.cursor = max(stats.cursor, safe)
             if young is not None or len(events) < self._page_size:
                 break
+        else:
+            # Only if this pass moved on: a page budget within the look-back window would
+            # otherwise re-read the same pages for ever.
+            stats.more = stats.cursor > saved
         if stats.cursor != saved:
             await self._sink.save_state(CURSOR_KEY, {"stream_ordering": stats.cursor})
         if stats.recovered:

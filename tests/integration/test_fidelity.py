@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from listener import service
+from listener.flow import reconcile
 from listener.sim import bridge as simulator
 from tests.conftest import World, wait_until
 
@@ -301,3 +303,37 @@ async def test_reaction__recorded_at_once_despite_the_message_grace_period(world
         await world.wait_archived({sent.event_id})
         await _react(world, sent, chat.members[1], "🎉")
         await _wait_row(world, "SELECT count(*) = 1 FROM reactions", what="prompt reaction")
+
+
+async def test_reconcile__a_pass_that_hits_the_page_limit_says_there_is_more(
+    world: World,
+) -> None:
+    """After a backfill the first pass reads the whole history; the service reads on at once
+    while a pass reports ``more`` instead of one page limit per interval."""
+    chat = await _one_chat(world)
+    for i in range(23):
+        await world.sim.send_text(chat, chat.members[0], f"history {i}")
+    svc = service.Service(world.settings(reconcile_grace_s=0.0))
+    await svc.open()
+    try:
+        small = reconcile.Reconciler(
+            bridge=svc.bridge,
+            synapse=svc.synapse,
+            sink=svc.sink,
+            processor=svc.processor,
+            metrics=svc.metrics,
+            batch_size=10,
+            page_size=5,
+            max_pages=2,
+            lookback_positions=0,
+            grace_s=0.0,
+        )
+        passes = [await small.run_once()]
+        while passes[-1].more:
+            passes.append(await small.run_once())
+    finally:
+        await svc.close()
+    assert len(passes) >= 3  # 23 messages and their room's state, 10 events a pass
+    assert all(p.more for p in passes[:-1])
+    assert not passes[-1].more
+    assert sum(p.scanned for p in passes) >= 23
