@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 ROOM_REFRESH_INTERVAL_S = 30.0
 STARTUP_MAX_BACKOFF_S = 2.0
+STARTUP_LOG_INTERVAL_S = 30.0
 GAP_KEY = "bridge_gap"
 # The first follow-up sweep after the cursor stops at a gap; doubled while it stays open.
 GAP_FIRST_RETRY_S = 0.05
@@ -179,7 +180,7 @@ class Service:
         nothing, and a late start costs latency. A configuration error still stops the start.
         """
         await self._start_http()
-        attempt = 0
+        attempt, logged_at = 0, -STARTUP_LOG_INTERVAL_S
         while not self.stop_event.is_set():
             try:
                 await self.open()
@@ -198,14 +199,17 @@ class Service:
                     f"STATUS=waiting for the {self.waiting_for} database",
                     f"EXTEND_TIMEOUT_USEC={int((delay + STARTUP_EXTEND_S) * 1_000_000)}",
                 )
-                logger.warning(
-                    "waiting for the %s database (attempt %d, next in %.1f s): %s",
-                    self.waiting_for,
-                    attempt,
-                    delay,
-                    exc,
-                    extra={"action": "startup_waiting", "dependency": self.waiting_for},
-                )
+                if time.monotonic() - logged_at >= STARTUP_LOG_INTERVAL_S:  # not every 2 s
+                    logged_at = time.monotonic()
+                    logger.warning(
+                        "waiting for the %s database (attempt %d, retrying every %.0f s or "
+                        "sooner): %s",
+                        self.waiting_for,
+                        attempt,
+                        STARTUP_MAX_BACKOFF_S,
+                        exc,
+                        extra={"action": "startup_waiting", "dependency": self.waiting_for},
+                    )
                 self.sink = self._fresh_sink()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop_event.wait(), delay)
