@@ -9,6 +9,7 @@ the tests and operators use: ``listener/sim/fixtures/bridge_v29.sql`` + ``sql/tr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -16,6 +17,7 @@ import math
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -26,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import httpx
 
 from listener.schema import migrate
 from listener.sim import bridge as simulator
@@ -137,6 +140,29 @@ async def _run_on(url: str, sql: str) -> None:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+# -- the archiver as a process ---------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A free TCP port on this machine (for the archiver's METRICS_ADDR)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def wait_ready(addr: str, *, timeout_s: float = 30.0) -> None:
+    """Until the archiver serving ``/readyz`` on ``addr`` (host:port) answers 200."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(timeout=1.0) as client:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"http://{addr}/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"the archiver on {addr} did not become ready in {timeout_s} s")
 
 
 # -- machine facts -----------------------------------------------------------------------------

@@ -22,7 +22,6 @@ import contextlib
 import json
 import os
 import random
-import socket
 import sys
 import tempfile
 import time
@@ -70,18 +69,11 @@ def phases(rng: random.Random) -> list[tuple[str, list[str]]]:
     ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Service:
     """``python -m listener run`` in its own process, with its RSS sampled."""
 
     def __init__(self, urls: dict[str, str], media: Path) -> None:
-        self.port = _free_port()
+        self.port = common.free_port()
         self.env = {
             **os.environ,
             "WHATSAPP_DB_URL": urls["bridge"],
@@ -111,14 +103,7 @@ class Service:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=self.log.open("wb"),
         )
-        async with httpx.AsyncClient(timeout=1.0) as client:
-            for _ in range(200):
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(self.url("/readyz"))).status_code == 200:
-                        break
-                await asyncio.sleep(0.05)
-            else:
-                raise RuntimeError(f"archiver did not become ready; log: {self.log}")
+        await common.wait_ready(f"127.0.0.1:{self.port}")
         process = psutil.Process(self.proc.pid)
         self.start_rss = process.memory_info().rss
         self._sampler = asyncio.create_task(self._sample(process))

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import psutil
 
 from bench import backfill, common
@@ -195,13 +192,6 @@ def _floor_record(row: asyncpg.Record, json_of: dict[str, str]) -> tuple[Any, ..
 # -- the service on the full archive -------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _env(urls: dict[str, str], archive_url: str, media: Path) -> dict[str, str]:
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("WHATSAPP_", "SYNAPSE_"))},
@@ -209,7 +199,7 @@ def _env(urls: dict[str, str], archive_url: str, media: Path) -> dict[str, str]:
         "SYNAPSE_DB_URL": urls["synapse"],
         "ARCHIVE_DB_URL": archive_url,
         "MEDIA_STORE_PATH": str(media),
-        "METRICS_ADDR": f"127.0.0.1:{_free_port()}",
+        "METRICS_ADDR": f"127.0.0.1:{common.free_port()}",
         "LOG_LEVEL": "WARNING",
     }
 
@@ -345,22 +335,12 @@ async def empty_baseline(args: argparse.Namespace) -> dict[str, Any]:
         )  # fmt: skip
         archive = await asyncpg.connect(archive_url)
         try:
-            await _ready(env["METRICS_ADDR"])
+            await common.wait_ready(env["METRICS_ADDR"])
             return await live_latency(urls, archive, media, args)
         finally:
             proc.terminate()
             await proc.wait()
             await archive.close()
-
-
-async def _ready(addr: str) -> None:
-    async with httpx.AsyncClient(timeout=1.0) as client:
-        for _ in range(300):
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(f"http://{addr}/readyz")).status_code == 200:
-                    return
-            await asyncio.sleep(0.1)
-    raise RuntimeError("the archiver did not become ready")
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

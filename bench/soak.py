@@ -29,7 +29,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -40,7 +39,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
-import httpx
 import psutil
 
 from bench import common
@@ -517,13 +515,6 @@ async def latencies(soak: Soak, archive: asyncpg.Pool) -> dict[str, Any]:
 # -- the run -----------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     print(f"soak: seed {args.seed}, {args.minutes} min, {args.rate} msg/s", flush=True)
@@ -556,7 +547,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # keeps the final settling short.
             "RECONCILE_INTERVAL_S": "5",
             "RECONNECT_MAX_BACKOFF_S": "2",
-            "METRICS_ADDR": f"127.0.0.1:{_free_port()}",
+            "METRICS_ADDR": f"127.0.0.1:{common.free_port()}",
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "WARNING",
         }
@@ -572,7 +563,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         try:
             await archiver.start()
-            await _wait_ready(env["METRICS_ADDR"])
+            await common.wait_ready(env["METRICS_ADDR"])
             result = await _run_phases(soak, pools)
         finally:
             with contextlib.suppress(Exception):
@@ -583,16 +574,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await proxy.stop()
         result["log"] = str(archiver.log)
         return result
-
-
-async def _wait_ready(addr: str) -> None:
-    async with httpx.AsyncClient(timeout=1.0) as client:
-        for _ in range(300):
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(f"http://{addr}/readyz")).status_code == 200:
-                    return
-            await asyncio.sleep(0.1)
-    raise RuntimeError("the archiver did not become ready")
 
 
 async def _run_phases(soak: Soak, pools: dict[str, asyncpg.Pool]) -> dict[str, Any]:
