@@ -153,6 +153,22 @@ def free_port() -> int:
         return port
 
 
+async def start_archiver(
+    env: dict[str, str], *, stderr: Any = asyncio.subprocess.DEVNULL
+) -> asyncio.subprocess.Process:
+    """``python -m listener run`` from the repository with ``env`` (its settings)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "listener",
+        "run",
+        env=env,
+        cwd=REPO,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=stderr,
+    )
+
+
 async def wait_ready(addr: str, *, timeout_s: float = 30.0) -> None:
     """Until the archiver serving ``/readyz`` on ``addr`` (host:port) answers 200."""
     deadline = time.monotonic() + timeout_s

@@ -93,16 +93,7 @@ class Service:
         self.log = Path(tempfile.mkstemp(prefix="bench-notify-attack-", suffix=".log")[1])
 
     async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "listener",
-            "run",
-            env=self.env,
-            cwd=common.REPO,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=self.log.open("wb"),
-        )
+        self.proc = await common.start_archiver(self.env, stderr=self.log.open("wb"))
         await common.wait_ready(f"127.0.0.1:{self.port}")
         process = psutil.Process(self.proc.pid)
         self.start_rss = process.memory_info().rss

@@ -212,10 +212,7 @@ async def service_figures(
     synapse = await asyncpg.connect(urls["synapse"])
     bridge = await asyncpg.connect(urls["bridge"])
     started = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "listener", "run", env=env, cwd=common.REPO,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+    proc = await common.start_archiver(env)
     try:
         newest_so = await synapse.fetchval("SELECT max(stream_ordering) FROM events")
         newest_rowid = await bridge.fetchval("SELECT max(rowid) FROM message")
@@ -329,10 +326,7 @@ async def empty_baseline(args: argparse.Namespace) -> dict[str, Any]:
         urls = {"bridge": (await dbs.bridge())[1], "synapse": (await dbs.synapse())[1]}
         _, archive_url = await dbs.archive()
         env = _env(urls, archive_url, media)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "listener", "run", env=env, cwd=common.REPO,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
+        proc = await common.start_archiver(env)
         archive = await asyncpg.connect(archive_url)
         try:
             await common.wait_ready(env["METRICS_ADDR"])

@@ -104,16 +104,7 @@ class Archiver:
     async def start(self) -> None:
         self._expected = False
         with self.log.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "listener",
-                "run",
-                env=self.env,
-                cwd=common.REPO,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=log,
-            )
+            self.proc = await common.start_archiver(self.env, stderr=log)
         self._watch = asyncio.create_task(self._watch_exit(self.proc))
 
     async def _watch_exit(self, proc: asyncio.subprocess.Process) -> None:

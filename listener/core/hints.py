@@ -96,16 +96,6 @@ def clamp(hint: Hint, *, floor: int, ceiling: int) -> Hint | None:
     return Hint(lo, hi, hint.senders) if lo <= hi else None
 
 
-def intersect(hint: Hint, ranges: Iterable[Range]) -> list[Hint]:
-    """The parts of ``hint`` inside any of ``ranges`` (sorted, disjoint)."""
-    parts = []
-    for lo, hi in merge(ranges):
-        part = clamp(hint, floor=lo, ceiling=hi)
-        if part is not None:
-            parts.append(part)
-    return parts
-
-
 @dataclass(slots=True)
 class RangeBacklog:
     """Intervals still to be read, oldest work first, at most ``max_ranges`` of them.

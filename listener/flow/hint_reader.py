@@ -22,7 +22,6 @@ A range reaching past the newest rowid is counted (``archiver_notifications_tota
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -31,7 +30,7 @@ from typing import Protocol
 
 from listener.core import backoff, errors, hints, tracker
 from listener.flow import pipeline
-from listener.ops import metrics
+from listener.ops import metrics, probes
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +82,6 @@ class HintReader:
         self._clamp_warning = hints.WarningGate(WARNING_INTERVAL_S)
         self._newest = 0  # the highest rowid known to exist (or to have existed)
         self._wakeup = asyncio.Event()
-        self.reads = 0  # completed read passes (tests wait on it)
 
     # -- the listener's side (synchronous, O(len(ranges))) ---------------------------------------
 
@@ -118,9 +116,9 @@ class HintReader:
                     exc,
                     extra={"action": "notify_hints_failed"},
                 )
-                await _first(stop, None, delay)
+                await probes.first_set(stop, timeout_s=delay)
                 continue
-            await _first(stop, self._wakeup, self._idle_wait_s())
+            await probes.first_set(stop, self._wakeup, timeout_s=self._idle_wait_s())
             self._wakeup.clear()
 
     def _idle_wait_s(self) -> float | None:
@@ -140,7 +138,6 @@ class HintReader:
                 raise
             self._backlog.extend(self._clamped(updates, ceiling=newest))
         await self._read_backlog_page()
-        self.reads += 1
 
     async def _read_inserts(self, pending: list[hints.Hint]) -> None:
         for index, hint in enumerate(pending):
@@ -234,18 +231,3 @@ class HintReader:
             held,
             extra={"action": "notification_clamped", "sender_pids": sorted(hint.senders)},
         )
-
-
-async def _first(
-    stop: asyncio.Event, wakeup: asyncio.Event | None, timeout_s: float | None
-) -> None:
-    """Wait for ``stop``, ``wakeup`` or the timeout, whichever comes first."""
-    waiters = [asyncio.ensure_future(stop.wait())]
-    if wakeup is not None:
-        waiters.append(asyncio.ensure_future(wakeup.wait()))
-    try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

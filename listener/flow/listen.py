@@ -27,7 +27,7 @@ import asyncpg
 from listener.core import backoff, errors, hints, payload
 from listener.db import connect as pgconnect
 from listener.flow import hint_reader
-from listener.ops import metrics
+from listener.ops import metrics, probes
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class Listener:
         while not stop.is_set():
             # Checked four times per interval: a silent death is noticed within
             # interval + interval / 4 + the probe's timeout.
-            await _first_of(lost, stop, timeout_s=self._probe_interval_s / 4)
+            await probes.first_set(lost, stop, timeout_s=self._probe_interval_s / 4)
             if lost.is_set() or conn.is_closed():
                 raise errors.SourceError("listener connection closed")
             idle_s = time.monotonic() - self._last_activity
@@ -173,12 +173,3 @@ class Listener:
 async def _wait(stop: asyncio.Event, timeout_s: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout_s)
-
-
-async def _first_of(*events: asyncio.Event, timeout_s: float) -> None:
-    waiters = [asyncio.create_task(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

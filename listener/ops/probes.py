@@ -76,11 +76,11 @@ async def ping(action: Callable[[], Awaitable[object]], *, timeout_s: float) -> 
     return None
 
 
-async def first_set(*events: asyncio.Event) -> None:
-    """Wait until any of ``events`` is set."""
+async def first_set(*events: asyncio.Event, timeout_s: float | None = None) -> None:
+    """Wait until any of ``events`` is set, or ``timeout_s`` has passed (None: no limit)."""
     waiters = [asyncio.ensure_future(event.wait()) for event in events]
     try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()

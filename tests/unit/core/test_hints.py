@@ -17,7 +17,7 @@ def _covered(ranges: list[tuple[int, int]]) -> set[int]:
     return {r for lo, hi in ranges for r in range(lo, hi + 1)}
 
 
-# --- merge / clamp / intersect ---------------------------------------------------------------
+# --- merge / clamp ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -63,11 +63,6 @@ def test_clamp(
         assert got is None
     else:
         assert got == hints.Hint(*expected, frozenset({7}))
-
-
-def test_intersect__parts_inside_any_range() -> None:
-    parts = hints.intersect(hints.Hint(0, 100), [(10, 12), (50, 60), (95, 200)])
-    assert [(p.lo, p.hi) for p in parts] == [(10, 12), (50, 60), (95, 100)]
 
 
 # --- PendingRanges ---------------------------------------------------------------------------
