@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from listener import service, settings
 from listener.core import errors, failure_kinds, redact
@@ -18,6 +19,8 @@ from listener.db import connect as pgconnect
 from listener.flow import reconcile
 from listener.ops import logsetup
 from listener.schema import migrate, sqlfiles
+from listener.viewer import auth as viewer_auth
+from listener.viewer import serve as viewer_serve
 
 logger = logging.getLogger("listener.cli")
 
@@ -62,10 +65,21 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="scan Synapse's whole history, not just new events",
     )
+    serve_cmd = commands.add_parser(
+        "serve", help="read the archive in a browser (VIEWER_ADDR, default 127.0.0.1:8080)"
+    )
+    serve_cmd.add_argument("--addr", help="host:port to listen on (default VIEWER_ADDR)")
     demo = commands.add_parser("demo", help="a self-contained demo on a local PostgreSQL")
     demo.add_argument("--pg-url", help="a PostgreSQL server to create the demo databases on")
     demo.add_argument("--duration", type=float, default=20.0, help="seconds of live traffic")
     demo.add_argument("--rate", type=float, default=50.0, help="live messages per second")
+    demo.add_argument(
+        "--serve",
+        nargs="?",
+        const="127.0.0.1:8080",
+        metavar="ADDR",
+        help="then read the demo archive in a browser (default 127.0.0.1:8080) until Ctrl-C",
+    )
     _operations_parsers(commands)
     return parser
 
@@ -137,6 +151,45 @@ async def _cmd_run(_args: argparse.Namespace) -> int:
         await svc.close()
         await svc.http.stop()
     return EXIT_FAILED if svc.crashed is not None else EXIT_OK
+
+
+async def _cmd_serve(args: argparse.Namespace) -> int:
+    config = settings.load_viewer_settings()
+    logsetup.configure(
+        level=config.log_level, json_lines=config.log_format == "json", secrets=config.secrets()
+    )
+    token = config.viewer_token.get_secret_value() if config.viewer_token else None
+    generated = token is None
+    token = token or viewer_auth.new_token()
+    storage = None
+    if config.supabase_url is not None and config.supabase_key is not None:
+        storage = viewer_serve.SupabaseStorage(
+            config.supabase_url, config.supabase_key.get_secret_value(), config.media_bucket
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def ready(url: str) -> None:
+        # Printed, not logged: like Jupyter's, the login link is for the person at the terminal.
+        if generated:
+            print(f"archiver-db viewer: open {url}/login?token={token}", flush=True)
+        else:
+            print(f"archiver-db viewer: open {url} (log in with VIEWER_TOKEN)", flush=True)
+
+    await viewer_serve.serve(
+        archive_url=config.archive_url,
+        addr=args.addr or config.viewer_addr,
+        token=token,
+        zone=ZoneInfo(config.viewer_timezone),
+        page_size=config.viewer_page_size,
+        media_root=config.media_archive_path,
+        storage=storage,
+        ready=ready,
+        stop=stop,
+    )
+    return EXIT_OK
 
 
 async def _cmd_backfill(args: argparse.Namespace) -> int:
@@ -335,7 +388,9 @@ async def _cmd_demo(args: argparse.Namespace) -> int:
     from listener.sim import demo  # imported here: the simulator is not needed by the service
 
     logsetup.configure(level="WARNING", json_lines=False, secrets=[])
-    result: int = await demo.run_demo(pg_url=args.pg_url, duration_s=args.duration, rate=args.rate)
+    result: int = await demo.run_demo(
+        pg_url=args.pg_url, duration_s=args.duration, rate=args.rate, serve_addr=args.serve
+    )
     return result
 
 
@@ -402,6 +457,7 @@ async def _triggers_uninstall(args: argparse.Namespace) -> int:
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "run": _cmd_run,
+    "serve": _cmd_serve,
     "backfill": _cmd_backfill,
     "migrate": _cmd_migrate,
     "install-triggers": _triggers_install,

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -198,6 +199,85 @@ class ChannelSettings(BaseSettings):
     @classmethod
     def _channel(cls, value: str) -> str:
         return Settings._channel(value)
+
+
+class ViewerSettings(BaseSettings):
+    """What ``archiver-db serve`` needs: the archive (read only) and where its media is, not
+    the bridge or Synapse."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    archive_db_url: SecretStr | None = None
+    supabase_url: str | None = None
+    supabase_key: SecretStr | None = None
+    supabase_db_url: SecretStr | None = None
+    media_bucket: str = Field("archive-media", pattern=r"^[a-z0-9][a-z0-9._-]{1,62}$")
+    media_archive_path: Path | None = None
+    # Reachable from this host only unless an address is given on purpose (the viewer shows
+    # private chats): put a TLS reverse proxy in front to publish it.
+    viewer_addr: str = "127.0.0.1:8080"
+    viewer_token: SecretStr | None = None
+    viewer_timezone: str = "UTC"
+    viewer_page_size: int = Field(100, ge=10, le=500)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("archive_db_url", "supabase_db_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_postgres_url(value)
+
+    @field_validator("viewer_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (or unset: one is generated)")
+        return value
+
+    @field_validator("viewer_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("is not an IANA time zone (e.g. Europe/Berlin)") from None
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_archive(self) -> ViewerSettings:
+        if self.supabase_url is not None:
+            if self.supabase_db_url is None or self.supabase_key is None:
+                raise ValueError(
+                    "the viewer reads a Supabase archive through SUPABASE_DB_URL and its media "
+                    "through SUPABASE_KEY: set both"
+                )
+        elif self.archive_db_url is None:
+            raise ValueError("set ARCHIVE_DB_URL (or SUPABASE_URL with SUPABASE_DB_URL)")
+        return self
+
+    @property
+    def archive_url(self) -> str:
+        url = self.supabase_db_url if self.supabase_url is not None else self.archive_db_url
+        assert url is not None  # the validator above
+        return url.get_secret_value()
+
+    def secrets(self) -> list[str]:
+        values = [self.archive_db_url, self.supabase_key, self.supabase_db_url, self.viewer_token]
+        return [v.get_secret_value() for v in values if v is not None]
+
+
+def load_viewer_settings(**overrides: object) -> ViewerSettings:
+    try:
+        return ViewerSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise errors.ConfigError(f"invalid settings: {describe_validation_error(exc)}") from None
 
 
 def load_channel_settings() -> ChannelSettings:

@@ -9,6 +9,8 @@
 --          -v password="$ARCHIVER_PASSWORD" -f sql/grants.sql
 --     psql -v ON_ERROR_STOP=1 -d synapse          -v target=synapse -v role=archiver -f sql/grants.sql
 --     psql -v ON_ERROR_STOP=1 -d archive          -v target=archive -v role=archiver -f sql/grants.sql
+--     psql -v ON_ERROR_STOP=1 -d archive          -v target=viewer  -v role=archive_viewer \
+--          -v password="$VIEWER_DB_PASSWORD" -f sql/grants.sql
 --
 -- bridge:  SELECT on message, portal, ghost, reaction. Nothing else: not `user` (access tokens),
 --          not user_login, kv_store or crypto_* (keys). The NOTIFY trigger is NOT installed here:
@@ -19,6 +21,9 @@
 --          migrations ledger, USAGE on the id sequences; the same for tables later migrations
 --          create as the user running this. Run it after `archiver-db migrate`, which the archive
 --          owner runs (the archiver's role cannot create tables).
+-- viewer:  SELECT on every archive table and nothing else, for `archiver-db serve` and
+--          `export` (run on the archive database, with a role of its own: the viewer never
+--          needs to write, so a bug in it cannot change the archive).
 --
 -- The password travels in a statement: pass an already hashed one ('SCRAM-SHA-256$...', e.g. from
 -- `\password` on a scratch role) if statements are logged on this server.
@@ -35,10 +40,11 @@
 SELECT :'target' = 'bridge' AS is_bridge,
        :'target' = 'synapse' AS is_synapse,
        :'target' = 'archive' AS is_archive,
-       :'target' IN ('bridge', 'synapse', 'archive') AS target_ok \gset
+       :'target' = 'viewer' AS is_viewer,
+       :'target' IN ('bridge', 'synapse', 'archive', 'viewer') AS target_ok \gset
 \if :target_ok
 \else
-    \echo 'grants.sql: set -v target=bridge, -v target=synapse or -v target=archive'
+    \echo 'grants.sql: set -v target=bridge, synapse, archive or viewer'
     SELECT 1 / 0 AS target_required;
 \endif
 
@@ -90,6 +96,10 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO :"role";
 -- Tables and sequences that later migrations create (when run by this same owner).
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE ON TABLES TO :"role";
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE ON SEQUENCES TO :"role";
+\elif :is_viewer
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO :"role";
+-- Tables that later migrations create (when run by this same owner) are readable too.
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO :"role";
 \endif
 
 COMMIT;

@@ -82,14 +82,19 @@ async def create_pool(
     max_size: int,
     command_timeout_s: float = 60.0,
     error: ErrorFactory = errors.SourceError,
+    read_only: bool = False,
 ) -> asyncpg.Pool:
+    server_settings = {"application_name": application_name}
+    if read_only:
+        # A reader cannot write even through a bug, whatever its role may do.
+        server_settings["default_transaction_read_only"] = "on"
     try:
         pool = await asyncpg.create_pool(
             dsn,
             min_size=1,
             max_size=max_size,
             command_timeout=command_timeout_s,
-            server_settings={"application_name": application_name},
+            server_settings=server_settings,
             # asyncpg's default reset (RESET ALL, UNLISTEN *, …) costs a round trip on every
             # release; our pooled connections never change session state (LISTEN has its own
             # connection, transactions are always closed), so there is nothing to reset.

@@ -311,10 +311,14 @@ class BridgeSimulator:
         thread_root: SentMessage | None = None,
         ts_ns: int | None = None,
         db: asyncpg.Connection | None = None,
+        formatted_body: str | None = None,
     ) -> SentMessage:
         """A text; its row is inserted through ``db`` when given (an open transaction: the row
         commits when the caller commits), else in its own transaction."""
         content: JsonDict = {"msgtype": "m.text", "body": body}
+        if formatted_body is not None:
+            content["format"] = "org.matrix.custom.html"
+            content["formatted_body"] = formatted_body
         draft = self._draft(chat, sender, "m.room.message", content, ts_ns, reply_to, thread_root)
         return await self._send(draft, db=db)
 

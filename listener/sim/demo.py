@@ -13,12 +13,15 @@ import asyncio
 import collections
 import contextlib
 import random
+import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -28,6 +31,8 @@ from listener.core import models, redact
 from listener.schema import migrate, sqlfiles
 from listener.sim import bridge as simulator
 from listener.sim import synapse_writer
+from listener.viewer import auth as viewer_auth
+from listener.viewer import serve as viewer_serve
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASES = ("archiver_demo_bridge", "archiver_demo_synapse", "archiver_demo_archive")
@@ -138,7 +143,9 @@ class _Progress:
         )
 
 
-async def run_demo(*, pg_url: str | None, duration_s: float, rate: float) -> int:
+async def run_demo(
+    *, pg_url: str | None, duration_s: float, rate: float, serve_addr: str | None = None
+) -> int:
     admin_url = await find_server(pg_url)
     print(f"demo databases on {redact.redact_url(admin_url)}", file=sys.stderr)
     async with demo_databases(admin_url) as (bridge_url, synapse_url, archive_url):
@@ -147,9 +154,39 @@ async def run_demo(*, pg_url: str | None, duration_s: float, rate: float) -> int
             progress = await _drive(
                 bridge_url, synapse_url, archive_url, Path(media), duration_s, rate
             )
-            summary = await _summary(archive_url, progress)
-    print(summary)
+            print(await _summary(archive_url, progress), flush=True)
+            if serve_addr is not None:
+                await _serve(archive_url, Path(media) / "archive", serve_addr)
+            else:
+                print("\nread these chats in a browser: ./dev demo --serve")
     return 0 if progress.sent.keys() <= progress.archived else 1
+
+
+async def _serve(archive_url: str, media_root: Path, addr: str) -> None:
+    """The viewer over the demo archive until Ctrl-C; the demo databases go away after."""
+    token = viewer_auth.new_token()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    def ready(url: str) -> None:
+        print(
+            f"\nthe viewer is at {url}/login?token={token}\n"
+            "(open it in a browser; Ctrl-C stops the viewer and removes the demo databases)",
+            flush=True,
+        )
+
+    await viewer_serve.serve(
+        archive_url=archive_url,
+        addr=addr,
+        token=token,
+        zone=datetime.now().astimezone().tzinfo or UTC,
+        page_size=100,
+        media_root=media_root,
+        ready=ready,
+        stop=stop,
+    )
 
 
 async def _drive(
@@ -168,6 +205,10 @@ async def _drive(
         media_store_path=media,
         media_archive_path=media / "archive",
         poll_interval_ms=1000,
+        # The scene below (edits, reactions, a deletion) reaches the archive through the
+        # reconciliation pass: run it every second so the demo shows it at once.
+        reconcile_interval_s=1.0,
+        reconcile_grace_s=0.0,
         _env_file=None,  # type: ignore[call-arg]
     )
     bridge = await asyncpg.create_pool(bridge_url, min_size=1, max_size=2)
@@ -189,10 +230,14 @@ async def _drive(
             progress.on_sent(message)
         print(f"\nlive traffic: {rate:.0f} msg/s for {duration_s:.0f} s…", file=sys.stderr)
         await sim.run_traffic(rate, duration_s, on_sent=progress.on_sent)
+        print("\na chat's life: edits, reactions, a thread, a deletion…", file=sys.stderr)
+        await scene(sim, progress.on_sent)
         if not progress.sent.keys() <= progress.archived:
             progress.caught_up.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(progress.caught_up.wait(), 30)
+        # Let the reconciliation pass bring in the scene's edits, reactions and deletion.
+        await asyncio.sleep(3)
         ticker.cancel()
         svc.stop_event.set()
         await runner
@@ -202,6 +247,42 @@ async def _drive(
         await synapse.close()
     print(progress.line(), file=sys.stderr)
     return progress
+
+
+async def scene(
+    sim: simulator.BridgeSimulator, on_sent: Callable[[simulator.SentMessage], None]
+) -> None:
+    """What every archive holds and a plain export loses: an edited message and its history,
+    reactions, a reply, a thread, a deleted message, accents to search for, and a chat member's
+    hostile HTML that the viewer must show as text."""
+    group = sim.chats[1]
+    a, b, c = group.members[0], group.members[1], group.members[2 % len(group.members)]
+
+    async def say(sender: simulator.Contact, body: str, **kw: Any) -> simulator.SentMessage:
+        sent = await sim.send_text(group, sender, body, **kw)
+        on_sent(sent)
+        return sent
+
+    plan = await say(a, "Who is up for the crag on Saturday? Meet at the café at 9")
+    await sim.edit(plan, "Who is up for the crag on Saturday? Meet at the café at 8")
+    await sim.edit(plan, "Who is up for the crag on Sunday? Meet at the café at 8 (rain Sat)")
+    reply = await say(b, "Me! Forecast: https://example.com/weather?day=sun", reply_to=plan)
+    await sim.react(plan, b, "👍")
+    await sim.react(plan, c, "👍")
+    await sim.react(reply, a, "❤️")
+    gear = await say(c, "Gear list thread: who brings the rope?")
+    await say(a, "I have the 70 m rope", thread_root=gear)
+    await say(b, "Quickdraws from me", thread_root=gear)
+    await say(
+        b,
+        "Route topo <img src=x onerror=alert(1)> **bold**",
+        formatted_body=(
+            "Route <b>topo</b> <img src=x onerror=alert(1)><script>alert(2)</script>"
+            '<a href="javascript:alert(3)">click</a> <i>bring chalk</i>'
+        ),
+    )
+    oops = await say(c, "my PIN is 4242 (oops, wrong chat)")
+    await sim.revoke(oops)
 
 
 async def _tick(progress: _Progress) -> None:

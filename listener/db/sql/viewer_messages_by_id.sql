@@ -1,0 +1,8 @@
+-- viewer_messages_by_id: the messages with these event IDs (reply targets, a permalink).
+SELECT m.event_id, m.room_id, m.sender, m.sender_display_name, m."timestamp", m.message_type,
+       m.content, m.body, m.reply_to_event_id, m.thread_root_event_id, m.edit_count,
+       m.edited_at, m.original_content, m.deleted_at, m.redaction_event_id,
+       m.has_matrix_event, m.whatsapp_message_id, m.whatsapp_chat_id, m.whatsapp_sender_id,
+       coalesce(m.synapse_stream_ordering, 0) AS seq
+FROM messages m
+WHERE m.event_id = ANY($1::text[])

@@ -1,0 +1,13 @@
+-- viewer_rooms: every archived chat, newest activity first, from room_stats (kept by a trigger,
+-- sql/archive/0005_viewer.sql) rather than counting the messages table.
+SELECT s.room_id,
+       coalesce(s.room_name, r.room_name) AS room_name,
+       s.room_type,
+       coalesce(r.bridge_type, 'whatsapp') AS network,
+       s.message_count,
+       s.first_message,
+       s.last_message
+FROM room_stats s
+LEFT JOIN monitored_rooms r ON r.room_id = s.room_id
+ORDER BY s.last_message DESC NULLS LAST, s.room_id
+LIMIT $1
