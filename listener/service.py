@@ -241,6 +241,9 @@ class Service:
             application_name="archiver-db:bridge",
             max_size=config.workers + 2,
         )
+        # A legacy (pre-bridgev2) schema fails every query, and no retry fixes it: refuse it.
+        verdict = await bridge_source.check_schema(self._bridge_pool)
+        logger.info("bridge database: %s", verdict.describe(), extra={"action": "bridge_schema"})
         self._opening = "synapse"
         self._synapse_pool = await connect.create_pool(
             config.synapse_db_url.get_secret_value(),

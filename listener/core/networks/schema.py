@@ -41,7 +41,8 @@ class Verdict:
     problem: str | None = None  # one line when not bridgev2
 
     def describe(self) -> str:
-        return self.problem or f"bridgev2 database, network {self.network or 'unknown'}"
+        network = self.network or "not known"
+        return self.problem or f"bridgev2, network {network} ({self.evidence})"
 
 
 def check(facts: SchemaFacts) -> Verdict:
