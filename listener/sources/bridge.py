@@ -170,13 +170,18 @@ async def read_schema(db: asyncpg.Pool | asyncpg.Connection) -> bridge_schema.Sc
 
 async def check_schema(pool: asyncpg.Pool) -> bridge_schema.Verdict:
     """The bridge database's verdict; SchemaError when it is not bridgev2 (a legacy bridge's
-    database would otherwise fail every query, and no retry can fix that)."""
+    database would otherwise fail every query, and no retry can fix that), SourceError while it
+    cannot be read or has no tables at all."""
     try:
         facts = await read_schema(pool)
     except (*connect.CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
         raise errors.SourceError(
             f"bridge query bridge_schema failed: {connect.describe(exc)}"
         ) from None
+    if not facts.columns:
+        # A bridge that never started has not created its tables yet: wait for it, as for a
+        # database that is down (a legacy schema, below, will never become bridgev2 by waiting).
+        raise errors.SourceError("the bridge database has no tables yet (has the bridge run?)")
     verdict = bridge_schema.check(facts)
     if not verdict.bridgev2:
         raise errors.SchemaError(f"the bridge database is {verdict.problem}")

@@ -130,3 +130,20 @@ async def test_doctor__names_the_network_from_database_owner_or_from_its_tables(
     assert doctor.bridgev2(doctor.DbFacts("bridge", schema=facts)).line() == (
         "OK    bridge schema: bridgev2, network whatsapp (table whatsapp_version)"
     )
+
+
+async def test_start__waits_for_a_bridge_database_without_tables_yet() -> None:
+    name = pg.unique_name("t_empty_bridge")
+    url = await pg.create_database(name)
+    try:
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
+        try:
+            with pytest.raises(errors.SourceError, match="no tables yet"):
+                await bridge_source.check_schema(pool)
+            await pool.execute(LEGACY_WHATSAPP)
+            with pytest.raises(errors.SchemaError, match="legacy"):
+                await bridge_source.check_schema(pool)
+        finally:
+            await pool.close()
+    finally:
+        await pg.drop_database(name)

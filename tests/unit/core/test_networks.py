@@ -405,6 +405,7 @@ def test_schema_check__tells_the_network_of_a_bridgev2_database(
     assert verdict.problem is None
     assert verdict.network == network
     assert evidence in verdict.evidence
+    assert verdict.describe() == f"bridgev2, network {network or 'not known'} ({verdict.evidence})"
 
 
 # mautrix/whatsapp database/upgrades/00-latest-revision.sql before commit ea2d8ba (v0.10.x)
