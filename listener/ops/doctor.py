@@ -197,8 +197,9 @@ def bridgev2(db: DbFacts) -> Result:
             check,
             Level.FAIL,
             verdict.problem or "not bridgev2",
-            f"point {DB_SETTING['bridge']} at a bridgev2 bridge's database (a legacy bridge "
-            "migrates its database when first started as its bridgev2 release)",
+            f"point {DB_SETTING['bridge']} at a bridgev2 bridge's database; to convert a legacy "
+            "one, start once a bridge release that still migrates legacy databases (for "
+            "mautrix-whatsapp v0.11.0 to v0.12.4: mautrix/whatsapp legacymigrate.go)",
         )
     if verdict.network is None:
         return Result(

@@ -73,8 +73,9 @@ async def test_doctor__refuses_a_legacy_bridge_schema_in_one_line(
     failed = [r.line() for r in results if r.level is doctor.Level.FAIL]
     assert failed == [
         f"FAIL  bridge schema: {LEGACY_LINE}. Fix: point WHATSAPP_DB_URL at a bridgev2 bridge's "
-        "database (a legacy bridge migrates its database when first started as its bridgev2 "
-        "release)"
+        "database; to convert a legacy one, start once a bridge release that still migrates "
+        "legacy databases (for mautrix-whatsapp v0.11.0 to v0.12.4: mautrix/whatsapp "
+        "legacymigrate.go)"
     ]
     checks = {r.check: r.level for r in results}
     assert checks["bridge checks"] is doctor.Level.SKIP

@@ -246,8 +246,9 @@ def test_evaluate__a_legacy_bridge_schema_fails_in_one_line_and_skips_the_bridge
     assert failed == [
         "FAIL  bridge schema: a legacy (pre-bridgev2) mautrix schema (table puppet, portal.jid); "
         "expected the bridgev2 tables message, portal, ghost, reaction, user_login, each with a "
-        "bridge_id column. Fix: point WHATSAPP_DB_URL at a bridgev2 bridge's database (a legacy "
-        "bridge migrates its database when first started as its bridgev2 release)"
+        "bridge_id column. Fix: point WHATSAPP_DB_URL at a bridgev2 bridge's database; to "
+        "convert a legacy one, start once a bridge release that still migrates legacy databases "
+        "(for mautrix-whatsapp v0.11.0 to v0.12.4: mautrix/whatsapp legacymigrate.go)"
     ]
     checks = [r.check for r in results]
     assert "bridge trigger" not in checks
