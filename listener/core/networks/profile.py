@@ -83,6 +83,8 @@ class NetworkProfile:
     ``dbutil/upgrades.go`` checkDatabaseOwner; the value is BridgeMain.GetDBOwner in mautrix/go
     ``bridgev2/matrix/mxmain/main.go``: ``megabridge/<name>`` unless the bridge sets DBOwner).
     ``marker_tables``: tables only this network's connector creates in the bridge database.
+    ``fills_whatsapp_columns``: the archive's ``whatsapp_*`` columns keep their meaning (the PRD's
+    Supabase schema) and are filled for WhatsApp only; other networks use the ``network_*`` ones.
     """
 
     name: str = "generic"
@@ -92,6 +94,7 @@ class NetworkProfile:
     db_owners: tuple[str, ...] = ()
     legacy_owners: tuple[str, ...] = ()
     marker_tables: tuple[str, ...] = ()
+    fills_whatsapp_columns: bool = False
 
     def templates(self, configured: str | None = None) -> tuple[ghosts.GhostTemplate, ...]:
         """The configured ``ghost_template`` if any, else the network's defaults."""

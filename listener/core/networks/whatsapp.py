@@ -74,4 +74,5 @@ WHATSAPP = WhatsApp(
     # wadb.New: db.Child("whatsapp_version", …) (pkg/connector/wadb/database.go). Not
     # whatsmeow_version: mautrix-meta's WhatsApp-based E2EE store creates that one too.
     marker_tables=("whatsapp_version",),
+    fills_whatsapp_columns=True,
 )

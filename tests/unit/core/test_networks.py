@@ -277,6 +277,11 @@ def test_multi_part__only_whatsapp_sends_one_part_per_message(name: str, multi_p
     assert catalog.get(name).multi_part is multi_part
 
 
+def test_whatsapp_columns__are_filled_for_whatsapp_only() -> None:
+    filling = [name for name, p in catalog.PROFILES.items() if p.fills_whatsapp_columns]
+    assert filling == ["whatsapp"]
+
+
 # -- chat kinds ----------------------------------------------------------------------------------
 
 
