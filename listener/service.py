@@ -249,6 +249,11 @@ class Service:
         )
         self._opening = "archive"
         await self.sink.open()
+        # Before the first bridge query: a legacy (pre-bridgev2) schema fails every query, and
+        # no retry fixes it, so it is refused here in one line.
+        self._opening = "bridge"
+        verdict = await bridge_source.check_schema(self._bridge_pool)
+        logger.info("bridge database: %s", verdict.describe(), extra={"action": "bridge_schema"})
         self.bridge = bridge_source.BridgeSource(self._bridge_pool, bridge_id=config.bridge_id)
         self.synapse = synapse_source.SynapseSource(self._synapse_pool)
         cursor = await self._load_cursor()

@@ -10,6 +10,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from listener.core.networks import schema as bridge_schema
+
 MIN_VERSION_NUM = 100_000  # statement triggers with transition tables (sql/triggers.sql)
 TRIGGER_TABLES = frozenset({"message", "reaction"})
 ENABLED_STATES = frozenset({"O", "A"})  # origin/local and always; 'D' off, 'R' replica only
@@ -153,6 +155,7 @@ class DbFacts:
     triggers: list[Trigger] = field(default_factory=list)
     pending_migrations: list[str] = field(default_factory=list)
     media_ids: list[str] | None = None
+    schema: bridge_schema.SchemaFacts | None = None  # the bridge database's catalog
 
 
 @dataclass
@@ -180,6 +183,29 @@ def connection(db: DbFacts) -> Result:
             check, Level.FAIL, f"PostgreSQL {db.version} is too old", "upgrade to PostgreSQL 10+"
         )
     return Result(check, Level.OK, f"connected as {db.user} to PostgreSQL {db.version}")
+
+
+def bridgev2(db: DbFacts) -> Result:
+    """Is the bridge database a mautrix bridgev2 one (and of which network)? A legacy schema
+    fails here in one line, and the other bridge checks are skipped (they would only repeat it)."""
+    check = "bridge schema"
+    if db.schema is None:
+        return Result(check, Level.SKIP, "the catalog was not read")
+    verdict = bridge_schema.check(db.schema)
+    if not verdict.bridgev2:
+        return Result(
+            check,
+            Level.FAIL,
+            verdict.problem or "not bridgev2",
+            f"point {DB_SETTING['bridge']} at a bridgev2 bridge's database; to convert a legacy "
+            "one, start once a bridge release that still migrates legacy databases (for "
+            "mautrix-whatsapp v0.11.0 to v0.12.4: mautrix/whatsapp legacymigrate.go)",
+        )
+    if verdict.network is None:
+        return Result(
+            check, Level.OK, f"bridgev2, network not known ({verdict.evidence}): ids kept verbatim"
+        )
+    return Result(check, Level.OK, f"bridgev2, network {verdict.network} ({verdict.evidence})")
 
 
 def trigger(db: DbFacts, channel: str) -> Result:

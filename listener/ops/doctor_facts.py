@@ -17,6 +17,7 @@ from listener.db import connect as pgconnect
 from listener.db import queries
 from listener.ops import doctor
 from listener.schema import migrate
+from listener.sources import bridge as bridge_source
 
 MEDIA_SAMPLE = 5
 CONNECT_TIMEOUT_S = 10.0
@@ -53,6 +54,11 @@ def evaluate(
         if db.error is not None:
             results.append(doctor.Result(f"{db.name} checks", doctor.Level.SKIP, "not connected"))
             continue
+        if db.name == "bridge":
+            results.append(doctor.bridgev2(db))
+            if results[-1].level is doctor.Level.FAIL:
+                results.append(doctor.Result("bridge checks", doctor.Level.SKIP, "not bridgev2"))
+                continue
         if db.name == "archive":
             results.append(doctor.migrated(db))
         results.append(doctor.grants(db))
@@ -102,6 +108,7 @@ async def _fill(conn: asyncpg.Connection, facts: doctor.DbFacts) -> None:
     for r in await conn.fetch(queries.load("doctor_columns"), tables):
         facts.columns.setdefault(r["table_name"], set()).add(r["column_name"])
     if facts.name == "bridge":
+        facts.schema = await bridge_source.read_schema(conn)
         facts.triggers = [
             doctor.Trigger(
                 r["name"],

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from listener.core import enrich, errors, models, tracker
+from listener.core.networks import schema as bridge_schema
 from listener.db import connect, queries
 
 _BY_ROWID = "WHERE m.rowid = ANY($1::bigint[])"
@@ -150,3 +151,38 @@ class TriggerStatus:
     @property
     def present(self) -> bool:
         return bool(self.names)
+
+
+async def read_schema(db: asyncpg.Pool | asyncpg.Connection) -> bridge_schema.SchemaFacts:
+    """What the catalog says of the bridge database, and its ``database_owner`` row when the
+    archiver's role may read it (sql/grants.sql does not grant it: the tables suffice)."""
+    records = await db.fetch(queries.load("bridge_schema"))
+    columns = {r["table_name"]: frozenset(r["columns"]) for r in records}
+    owner = None
+    readable = {r["table_name"] for r in records if r["readable"]}
+    if (
+        bridge_schema.OWNER_TABLE in readable
+        and {"key", "owner"} <= columns[bridge_schema.OWNER_TABLE]
+    ):
+        owner = await db.fetchval(queries.load("bridge_database_owner"))
+    return bridge_schema.SchemaFacts(columns, owner)
+
+
+async def check_schema(pool: asyncpg.Pool) -> bridge_schema.Verdict:
+    """The bridge database's verdict; SchemaError when it is not bridgev2 (a legacy bridge's
+    database would otherwise fail every query, and no retry can fix that), SourceError while it
+    cannot be read or has no tables at all."""
+    try:
+        facts = await read_schema(pool)
+    except (*connect.CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+        raise errors.SourceError(
+            f"bridge query bridge_schema failed: {connect.describe(exc)}"
+        ) from None
+    if not facts.columns:
+        # A bridge that never started has not created its tables yet: wait for it, as for a
+        # database that is down (a legacy schema, below, will never become bridgev2 by waiting).
+        raise errors.SourceError("the bridge database has no tables yet (has the bridge run?)")
+    verdict = bridge_schema.check(facts)
+    if not verdict.bridgev2:
+        raise errors.SchemaError(f"the bridge database is {verdict.problem}")
+    return verdict

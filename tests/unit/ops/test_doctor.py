@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from listener.core.networks import schema as bridge_schema
 from listener.ops import doctor, doctor_facts
 from listener.ops.doctor import Level
 
@@ -23,6 +24,10 @@ def bridge(**changes: object) -> doctor.DbFacts:
     facts.privileges |= {key: False for key in doctor.EXCESS}
     facts.columns = {table: set(needed) for table, (needed, _) in doctor.COLUMNS["bridge"].items()}
     facts.triggers = [INSERT]
+    facts.schema = bridge_schema.SchemaFacts(
+        {t: frozenset({"bridge_id"}) for t in bridge_schema.EXPECTED_TABLES}
+        | {"whatsapp_version": frozenset({"version", "compat"})}
+    )
     for name, value in changes.items():
         setattr(facts, name, value)
     return facts
@@ -209,6 +214,45 @@ def test_archive_needs__write_everything_but_the_ledger() -> None:
         ("archive_schema_migrations", "SELECT"),
         ("media_id_seq", "USAGE"),
     ]
+
+
+def test_bridgev2__names_the_network_it_detected() -> None:
+    result = doctor.bridgev2(bridge())
+    assert (
+        result.line() == "OK    bridge schema: bridgev2, network whatsapp (table whatsapp_version)"
+    )
+
+
+def test_bridgev2__unknown_network_passes_with_ids_kept_verbatim() -> None:
+    facts = bridge_schema.SchemaFacts(
+        {
+            t: frozenset({"bridge_id"})
+            for t in ("message", "portal", "ghost", "reaction", "user_login")
+        }
+    )
+    result = doctor.bridgev2(bridge(schema=facts))
+    assert result.level is Level.OK
+    assert "network not known" in result.message
+    assert "ids kept verbatim" in result.message
+
+
+def test_evaluate__a_legacy_bridge_schema_fails_in_one_line_and_skips_the_bridge_checks() -> None:
+    legacy = bridge_schema.SchemaFacts(
+        {"puppet": frozenset({"username"}), "portal": frozenset({"jid", "receiver"})}
+    )
+    dbs = {"bridge": bridge(schema=legacy)}
+    results = doctor_facts.evaluate(dbs, None, channel="archiver_db", max_clock_skew_s=2.0)
+    failed = [r.line() for r in results if r.level is Level.FAIL]
+    assert failed == [
+        "FAIL  bridge schema: a legacy (pre-bridgev2) mautrix schema (table puppet, portal.jid); "
+        "expected the bridgev2 tables message, portal, ghost, reaction, user_login, each with a "
+        "bridge_id column. Fix: point WHATSAPP_DB_URL at a bridgev2 bridge's database; to "
+        "convert a legacy one, start once a bridge release that still migrates legacy databases "
+        "(for mautrix-whatsapp v0.11.0 to v0.12.4: mautrix/whatsapp legacymigrate.go)"
+    ]
+    checks = [r.check for r in results]
+    assert "bridge trigger" not in checks
+    assert "bridge grants" not in checks
 
 
 def test_evaluate__skips_what_a_failed_connection_cannot_check() -> None:
