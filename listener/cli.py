@@ -11,11 +11,15 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from listener import service, settings
 from listener.core import errors, failure_kinds, redact
 from listener.db import connect as pgconnect
+from listener.export import main as export_main
+from listener.export import progress as export_progress
+from listener.export import run as export_run
 from listener.flow import reconcile
 from listener.ops import logsetup
 from listener.schema import migrate, sqlfiles
@@ -69,6 +73,30 @@ def _parser() -> argparse.ArgumentParser:
         "serve", help="read the archive in a browser (VIEWER_ADDR, default 127.0.0.1:8080)"
     )
     serve_cmd.add_argument("--addr", help="host:port to listen on (default VIEWER_ADDR)")
+    export_cmd = commands.add_parser(
+        "export", help="chats to a folder that opens offline: HTML, JSON or WhatsApp's text"
+    )
+    export_cmd.add_argument("--out", type=Path, required=True, help="the export folder")
+    export_cmd.add_argument(
+        "--room", action="append", default=[], help="a chat's Matrix room ID (repeat; default all)"
+    )
+    export_cmd.add_argument("--since", type=_date, help="messages from this date (inclusive)")
+    export_cmd.add_argument("--until", type=_date, help="messages before this date (exclusive)")
+    export_cmd.add_argument("--format", choices=("html", "json", "txt"), default="html")
+    export_cmd.add_argument(
+        "--media",
+        choices=("copy", "link", "none"),
+        default="copy",
+        help="copy files (checked against their SHA-256), symlink them, or leave them out",
+    )
+    export_cmd.add_argument(
+        "--incremental",
+        action="store_true",
+        help="into an earlier export's folder: write only what is new or changed",
+    )
+    export_cmd.add_argument(
+        "--timezone", help="IANA time zone of dates and pages (default VIEWER_TIMEZONE)"
+    )
     demo = commands.add_parser("demo", help="a self-contained demo on a local PostgreSQL")
     demo.add_argument("--pg-url", help="a PostgreSQL server to create the demo databases on")
     demo.add_argument("--duration", type=float, default=20.0, help="seconds of live traffic")
@@ -188,6 +216,47 @@ async def _cmd_serve(args: argparse.Namespace) -> int:
         storage=storage,
         ready=ready,
         stop=stop,
+    )
+    return EXIT_OK
+
+
+async def _cmd_export(args: argparse.Namespace) -> int:
+    config = settings.load_viewer_settings()
+    logsetup.configure(
+        level=config.log_level, json_lines=config.log_format == "json", secrets=config.secrets()
+    )
+    try:
+        zone = ZoneInfo(args.timezone or config.viewer_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise errors.ConfigError(f"--timezone: not an IANA time zone: {args.timezone!r}") from None
+    options = export_run.Options(
+        out=args.out,
+        fmt=args.format,
+        media=args.media,
+        rooms=tuple(args.room),
+        since=args.since,
+        until=args.until,
+        incremental=args.incremental,
+        zone=zone,
+    )
+    storage = None
+    if config.supabase_url is not None and config.supabase_key is not None:
+        storage = viewer_serve.SupabaseStorage(
+            config.supabase_url, config.supabase_key.get_secret_value(), config.media_bucket
+        )
+    with export_progress.bar() as progress:
+        summary = await export_main.export(
+            archive_url=config.archive_url,
+            options=options,
+            media_root=config.media_archive_path,
+            storage=storage,
+            progress=progress,
+        )
+    print(
+        f"exported {summary.chats} chats, {summary.messages_written:,} messages on "
+        f"{summary.pages_written} pages ({summary.pages_kept} unchanged) to {args.out}; "
+        f"media: {summary.media_placed} files placed, {summary.media_failed} unavailable",
+        file=sys.stderr,
     )
     return EXIT_OK
 
@@ -458,6 +527,7 @@ async def _triggers_uninstall(args: argparse.Namespace) -> int:
 _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "run": _cmd_run,
     "serve": _cmd_serve,
+    "export": _cmd_export,
     "backfill": _cmd_backfill,
     "migrate": _cmd_migrate,
     "install-triggers": _triggers_install,

@@ -292,6 +292,7 @@ class MediaArchiver:
             for task in [*tasks, *self._timers]:
                 task.cancel()
             await asyncio.gather(*tasks, *self._timers, return_exceptions=True)
+            await self._recorder.close()
 
     async def drain(self) -> None:
         """Wait until everything offered so far is planned and copied (not upload waits)."""

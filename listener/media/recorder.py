@@ -34,6 +34,19 @@ class Recorder:
             self._task = asyncio.create_task(self._drain(), name="media-recorder")
         return future
 
+    async def close(self, *, timeout_s: float = 10.0) -> None:
+        """Let the batch being written finish while the sink is still open (a row whose bytes
+        are stored is recorded now rather than left to the retry scan), then stop. Called by
+        the archiver's shutdown, before the composition root closes the sink: a write still
+        running after that would fail on a closed client."""
+        task = self._task
+        if task is None or task.done():
+            return
+        await asyncio.wait({task}, timeout=timeout_s)
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
     async def _drain(self) -> None:
         while self._queue:
             batch = self._queue[: self._max_batch]

@@ -32,6 +32,25 @@ MAX_LOGIN_BODY = 4096
 SEARCH_PAGE = 50
 
 
+class ViewerLinks:
+    """The viewer's routes (views.Links)."""
+
+    def media(self, item: views.MediaView) -> str | None:
+        return f"/media/{item.media_id}"
+
+    def download(self, item: views.MediaView) -> str | None:
+        return f"/media/{item.media_id}?download=1"
+
+    def message(self, event_id: str, at: datetime | None) -> str | None:
+        return "/m?" + urlencode({"event": event_id})
+
+    def thread(self, root: str, at: datetime | None) -> str | None:
+        return "/thread?" + urlencode({"root": root})
+
+
+LINKS = ViewerLinks()
+
+
 def templates() -> Jinja2Templates:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -43,6 +62,7 @@ def templates() -> Jinja2Templates:
     env.filters["anchor"] = views.anchor
     env.filters["color"] = views.color_class
     env.globals["qs"] = lambda **params: urlencode({k: v for k, v in params.items() if v})
+    env.globals["links"] = LINKS
     return Jinja2Templates(env=env)
 
 
@@ -158,7 +178,12 @@ class Pages:
     async def _assemble(self, rows: list[dict[str, Any]]) -> list[views.MessageView]:
         ids = [r["event_id"] for r in rows]
         on_page = {r["event_id"]: r for r in rows}
-        wanted = {r["reply_to_event_id"] for r in rows if r["reply_to_event_id"]} - on_page.keys()
+        wanted = {
+            target
+            for r in rows
+            for target in (r["reply_to_event_id"], r["thread_root_event_id"])
+            if target
+        } - on_page.keys()
         targets = {**on_page, **await self.archive.messages(sorted(wanted))}
         edited = [r["event_id"] for r in rows if r["edit_count"]]
         return views.assemble(

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, Protocol
 
 from markupsafe import Markup
 
@@ -132,6 +132,17 @@ class ReplyView:
     snippet: str
     found: bool
     deleted: bool
+    timestamp: datetime | None = None
+
+
+class Links(Protocol):
+    """Where a message's links lead: the viewer's routes, or files inside an export. None
+    means there is nothing to link to (a file not exported, a message outside the export)."""
+
+    def media(self, item: MediaView) -> str | None: ...
+    def download(self, item: MediaView) -> str | None: ...
+    def message(self, event_id: str, at: datetime | None) -> str | None: ...
+    def thread(self, root: str, at: datetime | None) -> str | None: ...
 
 
 @dataclass(slots=True)
@@ -156,6 +167,7 @@ class MessageView:
     media: list[MediaView] = field(default_factory=list)
     reply: ReplyView | None = None
     thread_root: str | None = None
+    thread_root_at: datetime | None = None
     reactions: list[ReactionView] = field(default_factory=list)
     edits: list[EditView] = field(default_factory=list)
     original_body: Markup | None = None
@@ -262,6 +274,7 @@ def reply_view(event_id: str, target: Mapping[str, Any] | None) -> ReplyView:
         snippet=snippet(target["body"]),
         found=True,
         deleted=target["deleted_at"] is not None,
+        timestamp=target["timestamp"],
     )
 
 
@@ -308,6 +321,8 @@ def assemble(
         reply_to = row["reply_to_event_id"]
         if reply_to:
             view.reply = reply_view(reply_to, reply_targets.get(reply_to))
+        root = reply_targets.get(view.thread_root or "")
+        view.thread_root_at = root["timestamp"] if root is not None else None
         views.append(view)
     return views
 

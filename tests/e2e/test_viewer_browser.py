@@ -19,6 +19,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from listener.export import main as export_main
+from listener.export import run as export_run
 from listener.viewer import serve as viewer_serve
 from tests.viewer_archive import TOKEN, Archive, archive
 
@@ -290,3 +292,34 @@ async def test_search_finds_a_message_and_its_permalink_shows_it(
     box = await target.bounding_box()
     assert box is not None
     assert 0 <= box["y"] < 900  # scrolled into view
+
+
+async def test_an_html_export_opens_offline_from_disk(
+    chromium: Browser, archive: Archive, tmp_path: Path
+) -> None:
+    out = tmp_path / "export"
+    await export_main.export(
+        archive_url=archive.url,
+        options=export_run.Options(out=out, rooms=(archive.group_room,)),
+        media_root=archive.media_root,
+        storage=None,
+    )
+    context = await chromium.new_context(offline=True, viewport={"width": 1100, "height": 900})
+    p = await context.new_page()
+    watch = Watch(p)
+    try:
+        await p.goto((out / "index.html").as_uri())
+        await p.click(".chats a")  # the chat
+        await p.click(".chats a")  # its first page
+        image = p.locator('img[alt="cat.png"]')
+        await image.scroll_into_view_if_needed()
+        await p.wait_for_function(
+            "el => el.complete && el.naturalWidth > 0", arg=await image.element_handle()
+        )
+        assert await p.locator("article.deleted").count() == 1
+        assert await p.locator("script").count() == 0
+        await _screenshot(p, "export-chat", tmp_path)
+    finally:
+        await context.close()
+    assert watch.dialogs == []
+    assert watch.errors == []

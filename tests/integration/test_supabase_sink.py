@@ -11,11 +11,13 @@ import collections
 import gc
 import hashlib
 import os
+import random
 import sys
 import time
 import tracemalloc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,8 @@ import pytest
 
 from listener import service
 from listener.core import errors, models
+from listener.export import main as export_main
+from listener.export import run as export_run
 from listener.media import archiver as media
 from listener.media import source as media_source
 from listener.media import supabase_blobstore
@@ -32,6 +36,10 @@ from listener.sim import bridge
 from listener.sinks.supabase import api as supabase_api
 from listener.sinks.supabase import media_sink
 from listener.sinks.supabase import sink as supabase_sink
+from listener.viewer import app as viewer_app
+from listener.viewer import media_files
+from listener.viewer import reader as viewer_reader
+from listener.viewer import serve as viewer_serve
 from tests import pg
 from tests.conftest import World, wait_until
 from tests.supabase_stub import Fault, SupabaseStub
@@ -361,6 +369,61 @@ async def test_supabase__service_archives_media_into_the_bucket(
     if supa.stub is not None:
         assert supa.stub.storage.object_path("wa-media", row["storage_path"]).read_bytes() == data
         assert supa.stub.storage.buckets["wa-media"]["public"] is False
+
+
+async def test_supabase__viewer_and_export_read_media_from_the_private_bucket(
+    world: World, supa: Supa, tmp_path: Path
+) -> None:
+    """The viewer streams a Supabase archive's media from Storage (the bucket stays private),
+    and the export copies it, checked against its SHA-256."""
+    chat = await _one_chat(world)
+    data = bridge.make_png(120, 90, random.Random(5))
+    overrides = supa.settings(media_bucket="wa-media", supabase_staging_path=tmp_path / "stage")
+    async with world.running(**overrides):
+        sent = await world.sim.send_media(
+            chat, chat.members[0], bridge.Media("image", data, "image/png", "p.png", "", 120, 90)
+        )
+
+        async def stored() -> bool:
+            status = await supa.archive.fetchval(
+                "SELECT status FROM media WHERE event_id = $1", sent.event_id
+            )
+            return bool(status == "stored")
+
+        await wait_until(stored, timeout_s=15, what="media stored")
+    media_id = await supa.archive.fetchval(
+        "SELECT id FROM media WHERE event_id = $1", sent.event_id
+    )
+    token = "supabase-viewer-token-000000"
+    async with httpx.AsyncClient() as storage_client:
+        files = media_files.SupabaseMediaFiles(
+            storage_client, base_url=supa.url, key=supa.key, bucket="wa-media"
+        )
+        app = viewer_app.build(
+            viewer_reader.ArchiveReader(supa.archive), files, token=token, zone=UTC
+        )
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://viewer",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as client:
+            response = await client.get(f"/media/{media_id}")
+            assert response.status_code == 200
+            assert response.content == data
+            assert response.headers["content-type"] == "image/png"
+            assert supa.key not in str(response.headers)
+            page = await client.get("/chat", params={"room": chat.room_id})
+            assert f'src="/media/{media_id}"' in page.text
+    out = tmp_path / "export"
+    summary = await export_main.export(
+        archive_url=world.archive_url,
+        options=export_run.Options(out=out, rooms=(chat.room_id,)),
+        media_root=None,
+        storage=viewer_serve.SupabaseStorage(supa.url, supa.key, "wa-media"),
+    )
+    assert summary.media_failed == 0
+    sha = hashlib.sha256(data).hexdigest()
+    assert (out / "media" / f"{sha}.png").read_bytes() == data
 
 
 # -- outages -------------------------------------------------------------------------------------
