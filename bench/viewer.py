@@ -102,7 +102,7 @@ async def _fill(url: str, room: str, count: int, *, stream_offset: int) -> None:
                    CASE WHEN g % 7 = 0 AND g > 10 THEN '$' || $1::text || (g - 3) END
             FROM generate_series(1, $5) g
             CROSS JOIN LATERAL (
-                SELECT string_agg(($6::text[])[1 + ((g * 7919 + i * 104729) % $7)], ' ')
+                SELECT string_agg(($6::text[])[1 + ((g::bigint * 7919 + i * 104729) % $7)], ' ')
                        || CASE WHEN g % 10000 = 0 THEN ' {RARE}' ELSE '' END AS body
                 FROM generate_series(1, 6 + g % 9) i
             ) b

@@ -12,19 +12,19 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from listener import service, settings
+from listener import settings
 from listener.core import errors, failure_kinds, redact
 from listener.db import connect as pgconnect
-from listener.export import main as export_main
-from listener.export import progress as export_progress
-from listener.export import run as export_run
-from listener.flow import reconcile
 from listener.ops import logsetup
-from listener.schema import migrate, sqlfiles
-from listener.viewer import auth as viewer_auth
-from listener.viewer import serve as viewer_serve
+
+# The service, the viewer and the exporter are imported by the commands that run them: an
+# operator's `status` or `doctor` should not pay for loading the pipeline, the web stack and
+# the Supabase client (about half a second of start-up).
+if TYPE_CHECKING:
+    from listener import service
 
 logger = logging.getLogger("listener.cli")
 
@@ -167,6 +167,7 @@ def _load(**overrides: object) -> settings.Settings:
 
 
 async def _cmd_run(_args: argparse.Namespace) -> int:
+    from listener import service
     config = _load()
     svc = service.Service(config)
     loop = asyncio.get_running_loop()
@@ -182,6 +183,8 @@ async def _cmd_run(_args: argparse.Namespace) -> int:
 
 
 async def _cmd_serve(args: argparse.Namespace) -> int:
+    from listener.viewer import auth as viewer_auth
+    from listener.viewer import serve as viewer_serve
     config = settings.load_viewer_settings()
     logsetup.configure(
         level=config.log_level, json_lines=config.log_format == "json", secrets=config.secrets()
@@ -221,6 +224,10 @@ async def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _cmd_export(args: argparse.Namespace) -> int:
+    from listener.export import main as export_main
+    from listener.export import progress as export_progress
+    from listener.export import run as export_run
+    from listener.viewer import serve as viewer_serve
     config = settings.load_viewer_settings()
     logsetup.configure(
         level=config.log_level, json_lines=config.log_format == "json", secrets=config.secrets()
@@ -262,6 +269,7 @@ async def _cmd_export(args: argparse.Namespace) -> int:
 
 
 async def _cmd_backfill(args: argparse.Namespace) -> int:
+    from listener import service
     overrides: dict[str, object] = {}
     if args.batch_size:
         overrides["batch_size"] = args.batch_size
@@ -345,6 +353,7 @@ def _progress_printer() -> Callable[[int, int], None]:
 
 
 async def _cmd_migrate(args: argparse.Namespace) -> int:
+    from listener.schema import migrate
     dsn = args.db_url or _archive_url()
     conn = await pgconnect.connect(dsn, application_name="archiver-db:migrate")
     try:
@@ -376,6 +385,7 @@ def _archive_url() -> str:
 
 
 async def _cmd_triggers(args: argparse.Namespace, *, install: bool) -> int:
+    from listener.schema import sqlfiles
     if args.db_url:
         # Only the channel is needed from the settings here: the other required ones may be
         # absent on the bridge owner's machine.
@@ -397,6 +407,8 @@ async def _cmd_triggers(args: argparse.Namespace, *, install: bool) -> int:
 
 
 async def _cmd_reconcile(args: argparse.Namespace) -> int:
+    from listener import service
+    from listener.flow import reconcile
     config = _load(reconcile_grace_s=0.0)
     svc = service.Service(config)
     await svc.open()
@@ -422,6 +434,7 @@ async def _cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 async def _cmd_retry_media(_args: argparse.Namespace) -> int:
+    from listener import service
     config = _load()
     svc = service.Service(config)
     await svc.open()
@@ -440,6 +453,7 @@ async def _cmd_retry_media(_args: argparse.Namespace) -> int:
 
 
 async def _cmd_retry_failures(_args: argparse.Namespace) -> int:
+    from listener import service
     config = _load(missing_event_timeout_s=1e-9)
     svc = service.Service(config)
     await svc.open()
@@ -494,6 +508,7 @@ async def _cmd_status(args: argparse.Namespace) -> int:
 
 
 async def _cmd_verify(args: argparse.Namespace) -> int:
+    from listener import service
     from listener.ops import verify
 
     # A repair records a still-missing Synapse event as a failure at once instead of waiting.

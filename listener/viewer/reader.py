@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -41,6 +41,11 @@ class Cursor:
 
 
 NEWEST = Cursor(END_OF_TIME, 0, "")
+FIRST_WINDOW = timedelta(days=7)
+WINDOW_GROWTH = 8
+SEARCH_EPSILON = timedelta(microseconds=1)  # the newest message itself is inside the window
+# Set for the search's own transaction only.
+_BITMAP_ONLY = "SET LOCAL enable_indexscan = off; SET LOCAL enable_seqscan = off"
 OLDEST = Cursor.start_of(START_OF_TIME)
 
 
@@ -176,8 +181,33 @@ class ArchiveReader:
     async def search(
         self, tsquery: str, room_id: str | None, cursor: Cursor, limit: int
     ) -> list[asyncpg.Record]:
-        return list(
-            await self._pool.fetch(
-                queries.load("viewer_search"), tsquery, room_id, *_key(cursor), limit
-            )
-        )
+        """Up to ``limit`` matches before ``cursor``, newest first.
+
+        Newest first over millions of messages is a trap for the planner: a common word has
+        hundreds of thousands of matches to fetch and sort, a rare one sends a time-ordered
+        scan through a whole chat re-parsing every message. So the search walks back in time
+        windows (a week, then 8 weeks, 64 weeks, …, then everything older), each one the
+        search index's matches intersected with a time range (bitmap scans only, never a scan
+        that re-parses messages), until it has ``limit``: a common word costs about a week of
+        matches, a rare one a few cheap index lookups."""
+        sql = queries.load("viewer_search")
+        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+            await conn.execute(_BITMAP_ONLY)
+            upper = cursor
+            if upper.at >= END_OF_TIME:
+                newest = await conn.fetchval(queries.load("viewer_newest"), room_id)
+                if newest is None:
+                    return []
+                upper = Cursor(newest + SEARCH_EPSILON, 0, "")
+            found: list[asyncpg.Record] = []
+            window = FIRST_WINDOW
+            while len(found) < limit:
+                lower = upper.at - window if upper.at - START_OF_TIME > window else START_OF_TIME
+                found += await conn.fetch(
+                    sql, tsquery, room_id, *_key(upper), lower, limit - len(found)
+                )
+                if lower <= START_OF_TIME:
+                    break
+                upper = Cursor.start_of(lower)  # strictly older than this window
+                window *= WINDOW_GROWTH
+            return found

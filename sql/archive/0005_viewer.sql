@@ -39,6 +39,11 @@ CREATE OR REPLACE FUNCTION archive_search_text(body text, original_content jsonb
 CREATE INDEX IF NOT EXISTS messages_search_idx ON messages
     USING gin (to_tsvector('archive_search'::regconfig, archive_search_text(body, original_content)));
 
+-- Search across all chats, newest first, looks at the newest week, then 8 weeks, then ... (see
+-- listener/viewer/reader.py): each step intersects the search index's matches with this
+-- index's time range, so a common word costs a week's matches, not the whole history's.
+CREATE INDEX IF NOT EXISTS messages_time_idx ON messages ("timestamp");
+
 -- An image in a message's HTML names its mxc URL; the viewer finds the archived copy by it.
 CREATE INDEX IF NOT EXISTS media_mxc_idx ON media (mxc_url);
 

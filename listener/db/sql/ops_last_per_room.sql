@@ -1,23 +1,16 @@
--- ops_last_per_room: the newest archived message of every room. The distinct rooms come from a
--- skip scan of messages_room_time_idx (a recursive CTE, one index probe per room) rather than a
--- scan of the whole table; the newest message per room is one more probe of the same index.
-WITH RECURSIVE rooms AS (
-    (SELECT room_id FROM messages WHERE room_id IS NOT NULL ORDER BY room_id LIMIT 1)
-    UNION ALL
-    SELECT (SELECT m.room_id FROM messages m
-            WHERE m.room_id > rooms.room_id ORDER BY m.room_id LIMIT 1)
-    FROM rooms
-    WHERE rooms.room_id IS NOT NULL
-)
-SELECT r.room_id, last.room_name, last.event_id, last."timestamp", last.archived_at,
-       last.message_type
-FROM rooms r
+-- ops_last_per_room: the newest archived message of every room. The rooms come from room_stats
+-- (kept by a trigger, sql/archive/0005_viewer.sql); each room's newest message is one backward
+-- probe of messages_room_order_idx, whose order the ORDER BY below matches exactly (an order
+-- the index cannot give, such as DESC NULLS LAST, would sort every message of the room: that
+-- is what made `status` slower as the history grew).
+SELECT s.room_id, coalesce(last.room_name, s.room_name) AS room_name, last.event_id,
+       last."timestamp", last.archived_at, last.message_type
+FROM room_stats s
 CROSS JOIN LATERAL (
     SELECT m.room_name, m.event_id, m."timestamp", m.archived_at, m.message_type
     FROM messages m
-    WHERE m.room_id = r.room_id
-    ORDER BY m."timestamp" DESC NULLS LAST
+    WHERE m.room_id = s.room_id
+    ORDER BY m."timestamp" DESC, coalesce(m.synapse_stream_ordering, 0) DESC, m.event_id DESC
     LIMIT 1
 ) last
-WHERE r.room_id IS NOT NULL
-ORDER BY last."timestamp" DESC NULLS LAST
+ORDER BY last."timestamp" DESC, s.room_id

@@ -260,7 +260,7 @@ class SupabaseSink:
 
     async def _message_rooms(self) -> set[str]:
         """DISTINCT room_id without reading every message: a loose index scan, one cheap request
-        per room (messages_room_time_idx), since PostgREST has no DISTINCT."""
+        per room (messages_room_order_idx leads with room_id), since PostgREST has no DISTINCT."""
         rooms: set[str] = set()
         last: str | None = None
         while True:
