@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from listener import settings
+from listener import settings, startup
 from listener.core import errors, failure_kinds, redact
 from listener.db import connect as pgconnect
 from listener.ops import logsetup
@@ -136,6 +136,8 @@ def _date(text: str) -> datetime:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "run":
+        startup.catch_stop_signals()
     handler = _COMMANDS[args.command]
     try:
         return _run_async(handler(args))
@@ -167,12 +169,17 @@ def _load(**overrides: object) -> settings.Settings:
 
 
 async def _cmd_run(_args: argparse.Namespace) -> int:
+    # A stop asked for while the service was still loading (systemd stopping a unit that just
+    # started; listener/startup.py caught it) is a clean stop, not death by SIGTERM.
     from listener import service
+
     config = _load()
     svc = service.Service(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, svc.stop_event.set)
+    if startup.requested:
+        svc.stop_event.set()
     try:
         if await svc.open_when_reachable():
             await svc.run()
@@ -185,6 +192,7 @@ async def _cmd_run(_args: argparse.Namespace) -> int:
 async def _cmd_serve(args: argparse.Namespace) -> int:
     from listener.viewer import auth as viewer_auth
     from listener.viewer import serve as viewer_serve
+
     config = settings.load_viewer_settings()
     logsetup.configure(
         level=config.log_level, json_lines=config.log_format == "json", secrets=config.secrets()
@@ -228,6 +236,7 @@ async def _cmd_export(args: argparse.Namespace) -> int:
     from listener.export import progress as export_progress
     from listener.export import run as export_run
     from listener.viewer import serve as viewer_serve
+
     config = settings.load_viewer_settings()
     logsetup.configure(
         level=config.log_level, json_lines=config.log_format == "json", secrets=config.secrets()
@@ -270,6 +279,7 @@ async def _cmd_export(args: argparse.Namespace) -> int:
 
 async def _cmd_backfill(args: argparse.Namespace) -> int:
     from listener import service
+
     overrides: dict[str, object] = {}
     if args.batch_size:
         overrides["batch_size"] = args.batch_size
@@ -354,6 +364,7 @@ def _progress_printer() -> Callable[[int, int], None]:
 
 async def _cmd_migrate(args: argparse.Namespace) -> int:
     from listener.schema import migrate
+
     dsn = args.db_url or _archive_url()
     conn = await pgconnect.connect(dsn, application_name="archiver-db:migrate")
     try:
@@ -386,6 +397,7 @@ def _archive_url() -> str:
 
 async def _cmd_triggers(args: argparse.Namespace, *, install: bool) -> int:
     from listener.schema import sqlfiles
+
     if args.db_url:
         # Only the channel is needed from the settings here: the other required ones may be
         # absent on the bridge owner's machine.
@@ -409,6 +421,7 @@ async def _cmd_triggers(args: argparse.Namespace, *, install: bool) -> int:
 async def _cmd_reconcile(args: argparse.Namespace) -> int:
     from listener import service
     from listener.flow import reconcile
+
     config = _load(reconcile_grace_s=0.0)
     svc = service.Service(config)
     await svc.open()
@@ -435,6 +448,7 @@ async def _cmd_reconcile(args: argparse.Namespace) -> int:
 
 async def _cmd_retry_media(_args: argparse.Namespace) -> int:
     from listener import service
+
     config = _load()
     svc = service.Service(config)
     await svc.open()
@@ -454,6 +468,7 @@ async def _cmd_retry_media(_args: argparse.Namespace) -> int:
 
 async def _cmd_retry_failures(_args: argparse.Namespace) -> int:
     from listener import service
+
     config = _load(missing_event_timeout_s=1e-9)
     svc = service.Service(config)
     await svc.open()

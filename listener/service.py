@@ -20,6 +20,7 @@ import asyncpg
 import listener
 from listener import settings
 from listener.core import backoff, errors, models, roomfilter, tracker
+from listener.core.networks import origin as networks_origin
 from listener.db import connect
 from listener.flow import hint_reader, listen, pipeline, reconcile, sweep, workers
 from listener.media import archiver as media
@@ -275,6 +276,9 @@ class Service:
             missing_event_timeout_s=config.missing_event_timeout_s,
             max_backoff_s=config.reconnect_max_backoff_s,
             on_archived=self._archived,
+            # One bridge, named `whatsapp` as before bridges had names; its network as the
+            # bridge database says (WhatsApp when it cannot tell).
+            origin=networks_origin.for_bridge("whatsapp", verdict.network),
         )
         self.media = self._build_media()
         if self.media is not None:

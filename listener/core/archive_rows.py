@@ -45,4 +45,9 @@ def message_scalars(m: models.ArchivedMessage) -> dict[str, Any]:
         "deleted_at": _time(m.deleted_at),
         "redaction_event_id": m.redaction_event_id,
         "synapse_stream_ordering": m.synapse_stream_ordering,
+        "bridge": m.bridge,
+        "network": m.network,
+        "network_message_id": m.network_message_id,
+        "network_chat_id": m.network_chat_id,
+        "network_sender_id": m.network_sender_id,
     }

@@ -104,6 +104,13 @@ class ArchivedMessage:
     deleted_at: datetime | None = None
     redaction_event_id: str | None = None
     synapse_stream_ordering: int | None = None
+    # Where it came from (core/networks/origin.py fills these at the sink boundary): the
+    # configured bridge, its network, and the bridge's own ids, verbatim.
+    bridge: str | None = None
+    network: str | None = None
+    network_message_id: str | None = None
+    network_chat_id: str | None = None
+    network_sender_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

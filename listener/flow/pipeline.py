@@ -30,6 +30,7 @@ from listener.core import (
     roomfilter,
     tracker,
 )
+from listener.core.networks import origin as networks_origin
 from listener.ops import metrics
 from listener.sinks import protocol as sink
 from listener.sources import bridge as bridge_source
@@ -85,8 +86,10 @@ class Processor:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         on_archived: OnArchived | None = None,
+        origin: networks_origin.Origin = networks_origin.WHATSAPP,
     ) -> None:
         self._bridge = bridge
+        self._origin = origin
         self._synapse = synapse
         self._sink = sink
         self._tracker = tracker
@@ -307,6 +310,7 @@ class Processor:
     async def _write(self, batch: models.ArchiveBatch) -> None:
         if not batch and batch.cursor is None:
             return
+        batch = self._origin.label_batch(batch)
         try:
             await self._retrying("sink", lambda: self._sink.write(batch))
         except errors.RowRejected as exc:

@@ -2,7 +2,7 @@
 SELECT s.room_id,
        coalesce(s.room_name, r.room_name) AS room_name,
        s.room_type,
-       coalesce(r.bridge_type, 'whatsapp') AS network,
+       coalesce(s.network, r.bridge_type, 'whatsapp') AS network,
        s.message_count,
        s.first_message,
        s.last_message
