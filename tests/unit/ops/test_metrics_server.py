@@ -66,6 +66,8 @@ def test_app__routes(method: str, path: str, status: int, body: str) -> None:
     assert response.status_code == status
     assert body in response.text
     assert response.headers["cache-control"] == "no-store"
+    if status == 405:
+        assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD"}
 
 
 async def test_server__serves_metrics_and_json_probes_on_an_ephemeral_port() -> None:
