@@ -70,7 +70,12 @@ class Sweeper:
         while True:
             await self._room_for_more()
             rowids = await self._read_page(after)
-            fresh = self._tracker.claim_new(rowids, now=self._clock())
+            # The cursor may have passed rows of this page while the read ran (the workers
+            # finished them): the tracker returns every row at or below the cursor, so they
+            # would be archived and counted twice. A row that commits below the cursor late
+            # (in a hole stepped over) comes through its notification, not the sweep.
+            cursor = self._tracker.cursor
+            fresh = self._tracker.claim_new([r for r in rowids if r > cursor], now=self._clock())
             if self._snapshot is not None:
                 # Every row committed under this snapshot in the range read is in ``rowids``.
                 through = rowids[-1] if len(rowids) >= self._limit_rows else tracker.MAX_ROWID

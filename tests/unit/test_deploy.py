@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from listener.ops import metrics
+from tests import needs
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 METRIC = re.compile(r"\barchiver_[a-z_]+\b")
@@ -61,10 +62,15 @@ def test_alerts__parse_and_name_only_exported_metrics() -> None:
 
 
 def test_alerts__promtool_check_rules() -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not installed here; the YAML is parsed by the test above")
-    subprocess.run([promtool, "check", "rules", str(DEPLOY / "prometheus-alerts.yml")], check=True)
+    promtool = needs.program("promtool", package="prometheus")
+    result = subprocess.run(
+        [promtool, "check", "rules", str(DEPLOY / "prometheus-alerts.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rules = len(re.findall(r"^\s*- alert:", (DEPLOY / "prometheus-alerts.yml").read_text(), re.M))
+    assert f"SUCCESS: {rules} rules found" in result.stdout
 
 
 def test_unit__systemd_analyze_verify(tmp_path: Path) -> None:

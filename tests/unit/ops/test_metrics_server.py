@@ -1,13 +1,16 @@
-"""The /metrics, /healthz, /readyz server: routing (pure) and a real socket on port 0."""
+"""The /metrics, /healthz, /readyz server: routing (in process) and a real socket on port 0."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter
+from starlette.testclient import TestClient
 
 from listener.core import errors
 from listener.ops import metrics_server, probes
@@ -45,22 +48,26 @@ def _registry() -> CollectorRegistry:
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "status"),
+    ("method", "path", "status", "body"),
     [
-        ("GET", "/metrics", 200),
-        ("GET", "/metrics?x=1", 200),
-        ("HEAD", "/metrics", 200),
-        ("GET", "/healthz", 200),
-        ("GET", "/readyz", 503),
-        ("GET", "/", 404),
-        ("POST", "/metrics", 405),
+        ("GET", "/metrics", 200, "demo_things_total 3.0"),
+        ("GET", "/metrics?x=1", 200, "demo_things_total 3.0"),
+        ("HEAD", "/metrics", 200, ""),
+        ("GET", "/healthz", 200, '"ok": true'),
+        ("GET", "/readyz", 503, '"failing": ["archive", "bridge", "synapse", "trigger"]'),
+        ("GET", "/", 404, "try /metrics, /healthz, /readyz"),
+        ("POST", "/metrics", 405, "GET only"),
+        ("DELETE", "/healthz", 405, "GET only"),
     ],
 )
-def test_route(method: str, path: str, status: int) -> None:
-    code, _, _ = metrics_server.route(
-        method, path, registry=_registry(), live=lambda: LIVE, ready=lambda: NOT_READY
-    )
-    assert code == status
+def test_app__routes(method: str, path: str, status: int, body: str) -> None:
+    app = metrics_server.app(registry=_registry(), live=lambda: LIVE, ready=lambda: NOT_READY)
+    response = TestClient(app).request(method, path, follow_redirects=False)
+    assert response.status_code == status
+    assert body in response.text
+    assert response.headers["cache-control"] == "no-store"
+    if status == 405:
+        assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD"}
 
 
 async def test_server__serves_metrics_and_json_probes_on_an_ephemeral_port() -> None:
@@ -90,23 +97,107 @@ async def test_server__serves_metrics_and_json_probes_on_an_ephemeral_port() -> 
     assert int(head.headers["content-length"]) == len(scraped.content)
 
 
-async def test_server__garbage_gets_400_and_the_server_keeps_serving() -> None:
+@contextlib.asynccontextmanager
+async def _serving(*, request_timeout_s: int = 5) -> AsyncIterator[metrics_server.MetricsServer]:
     server = metrics_server.MetricsServer(
-        "127.0.0.1:0", registry=_registry(), live=lambda: LIVE, ready=lambda: READY
+        "127.0.0.1:0",
+        registry=_registry(),
+        live=lambda: LIVE,
+        ready=lambda: READY,
+        request_timeout_s=request_timeout_s,
     )
-    await server.start()
+    assert await server.start()
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(b"NONSENSE\r\n\r\n")
-        answer = await reader.read()
-        writer.close()
-        await writer.wait_closed()
-        async with httpx.AsyncClient(timeout=5) as client:
-            after = await client.get(f"http://127.0.0.1:{server.port}/healthz")
+        yield server
     finally:
         await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def _raw(
+    port: int | None,
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"NONSENSE\r\n\r\n", b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 10_000 + b"\r\n\r\n"],
+    ids=["garbage", "oversized-head"],
+)
+async def test_server__a_bad_request_gets_400_and_the_server_keeps_serving(
+    request_bytes: bytes,
+) -> None:
+    async with _serving() as server:
+        async with _raw(server.port) as (reader, writer):
+            writer.write(request_bytes)
+            answer = await asyncio.wait_for(reader.read(), 5)
+        async with httpx.AsyncClient(timeout=5) as client:
+            after = await client.get(f"http://127.0.0.1:{server.port}/healthz")
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert after.status_code == 200
+
+
+async def test_server__a_slow_loris_is_cut_off_at_the_deadline_while_others_are_served() -> None:
+    loop = asyncio.get_running_loop()
+    async with _serving(request_timeout_s=1) as server, _raw(server.port) as (reader, writer):
+        started = loop.time()
+        dribbler = asyncio.create_task(_dribble(writer, every_s=0.2, times=50))
+        try:
+            async with httpx.AsyncClient(timeout=5) as client:
+                meanwhile = await client.get(f"http://127.0.0.1:{server.port}/metrics")
+            answer = await asyncio.wait_for(reader.read(), 5)
+            held_s = loop.time() - started
+        finally:
+            dribbler.cancel()
+            await asyncio.gather(dribbler, return_exceptions=True)
+    assert meanwhile.status_code == 200
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert 0.9 <= held_s < 3, held_s
+
+
+async def test_server__a_silent_connection_is_closed_at_the_deadline() -> None:
+    async with _serving(request_timeout_s=1) as server, _raw(server.port) as (reader, _):
+        answer = await asyncio.wait_for(reader.read(), 5)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+
+
+async def test_server__an_idle_keep_alive_connection_is_closed_quietly() -> None:
+    async with _serving(request_timeout_s=1) as server, _raw(server.port) as (reader, writer):
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 5)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(b"}\n")
+    assert b"408" not in answer
+
+
+async def test_server__stop_closes_a_half_sent_request_without_waiting_for_it() -> None:
+    loop = asyncio.get_running_loop()
+    async with _serving() as server, _raw(server.port) as (reader, writer):
+        writer.write(b"GET /metrics HTTP/1.1\r\nX-Half: ")
+        await writer.drain()
+        started = loop.time()
+        await server.stop()
+        stop_s = loop.time() - started
+        answer = await asyncio.wait_for(reader.read(), 5)
+    assert stop_s < 2, stop_s
+    assert answer == b""  # closed, not answered
+
+
+async def _dribble(writer: asyncio.StreamWriter, *, every_s: float, times: int) -> None:
+    """A request head that never ends: one header line at a time (a slow loris)."""
+    writer.write(b"GET /metrics HTTP/1.1\r\n")
+    for i in range(times):
+        await asyncio.sleep(every_s)
+        if writer.is_closing():
+            return
+        writer.write(b"X-Slow-%d: 1\r\n" % i)
 
 
 async def test_server__a_busy_port_is_logged_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
