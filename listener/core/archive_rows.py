@@ -17,7 +17,8 @@ def _time(value: datetime | None) -> str | None:
 
 
 def message_scalars(m: models.ArchivedMessage) -> dict[str, Any]:
-    """Every ``messages`` column but the two JSON ones (``content``, ``original_content``),
+    """Every ``messages`` column but the JSON ones (``content``, ``original_content``,
+    ``encrypted_content``),
     which each sink adds in its own form (parsed for PostgREST, spliced text for PostgreSQL)."""
     return {
         "event_id": m.event_id,
@@ -45,4 +46,7 @@ def message_scalars(m: models.ArchivedMessage) -> dict[str, Any]:
         "deleted_at": _time(m.deleted_at),
         "redaction_event_id": m.redaction_event_id,
         "synapse_stream_ordering": m.synapse_stream_ordering,
+        "decryption": m.decryption,
+        "megolm_session_id": m.megolm_session_id,
+        "decryption_error": m.decryption_error,
     }

@@ -29,7 +29,8 @@ def _messages_json(messages: list[models.ArchivedMessage]) -> str:
         )
         rows.append(
             f'{head[:-1]},"content":{m.content_json or "null"},'
-            f'"original_content":{m.original_content_json or "null"}}}'
+            f'"original_content":{m.original_content_json or "null"},'
+            f'"encrypted_content":{m.encrypted_content_json or "null"}}}'
         )
     return "[" + ",".join(rows) + "]"
 
