@@ -94,7 +94,7 @@ def decrypted(
     event: models.SynapseEvent, pdu: dict[str, Any], event_type: str, content: dict[str, Any]
 ) -> models.SynapseEvent:
     """``event`` as if it had been sent in the clear, its ciphertext kept on the side."""
-    encrypted = pdu.get("content", {})
+    encrypted = _content(pdu)
     json_text, _raw = textsafe.storable_json({**pdu, "type": event_type, "content": content})
     return dataclasses.replace(
         event,
@@ -110,13 +110,18 @@ def failed(
     event: models.SynapseEvent, pdu: dict[str, Any], status: Status, error: str | None
 ) -> models.SynapseEvent:
     """``event`` unchanged (still ciphertext), with why it could not be decrypted."""
-    encrypted = pdu.get("content", {})
+    encrypted = _content(pdu)
     return dataclasses.replace(
         event,
         decryption=models.Decryption(
             status, _encrypted_json(encrypted), session_id_of(encrypted), error
         ),
     )
+
+
+def _content(pdu: dict[str, Any]) -> dict[str, Any]:
+    content = pdu.get("content")
+    return content if isinstance(content, dict) else {}
 
 
 def _encrypted_json(content: dict[str, Any]) -> str:
