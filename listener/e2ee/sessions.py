@@ -49,7 +49,7 @@ class SessionStore:
                 found[key] = StoredSession(pickle, r["withheld_code"])
         return found
 
-    async def present(self, keys: Collection[SessionKey]) -> set[SessionKey]:
+    async def present(self, keys: set[SessionKey] | frozenset[SessionKey]) -> set[SessionKey]:
         """The ``keys`` the bridge now holds a session or a withheld notice for."""
         records = await self._query("bridge_megolm_sessions_present", keys)
         return {(r["room_id"], r["session_id"]) for r in records} & set(keys)
