@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--db-url", help="bridge database URL (default WHATSAPP_DB_URL)")
     commands.add_parser("retry-failures", help="retry every recorded failure once, then exit")
     commands.add_parser("retry-media", help="retry failed, missing and pending media, then exit")
+    commands.add_parser(
+        "retry-decryption",
+        help="decrypt again every message whose Megolm session has arrived since, then exit",
+    )
     reconcile_cmd = commands.add_parser(
         "reconcile", help="archive from Synapse what the bridge rows no longer show, then exit"
     )
@@ -331,6 +335,20 @@ async def _cmd_retry_failures(_args: argparse.Namespace) -> int:
     return EXIT_OK if not still_open else EXIT_FAILED
 
 
+async def _cmd_retry_decryption(_args: argparse.Namespace) -> int:
+    svc = service.Service(_load())
+    await svc.open()
+    try:
+        stats = await svc.retry_decryption()
+    finally:
+        await svc.close()
+    print(
+        f"{stats.waiting} messages waiting for a Megolm session; {stats.retried} decrypted again "
+        "(their session arrived)"
+    )
+    return EXIT_OK
+
+
 async def _cmd_demo(args: argparse.Namespace) -> int:
     from listener.sim import demo  # imported here: the simulator is not needed by the service
 
@@ -408,6 +426,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "uninstall-triggers": _triggers_uninstall,
     "retry-failures": _cmd_retry_failures,
     "retry-media": _cmd_retry_media,
+    "retry-decryption": _cmd_retry_decryption,
     "reconcile": _cmd_reconcile,
     "demo": _cmd_demo,
     "doctor": _cmd_doctor,

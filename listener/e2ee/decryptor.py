@@ -193,6 +193,22 @@ class Decryptor:
         return session
 
 
+def key_opens(pickles: Iterable[str], pickle_key: bytes) -> bool | None:
+    """Whether the key opens any of these session pickles (None: there were none to try).
+
+    One is enough: a wrong key opens none, and a damaged pickle is one among many.
+    """
+    tried = False
+    for pickle in pickles:
+        tried = True
+        try:
+            _from_libolm_pickle(pickle, pickle_key)
+        except vodozemac.LibolmPickleException:
+            continue
+        return True
+    return False if tried else None
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Skip:
     """Nothing to decrypt: Synapse pruned the redacted event's content to ``{}``."""

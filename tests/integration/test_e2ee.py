@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from listener import service
 from listener.e2ee import sessions
+from listener.ops import doctor_facts, status
 from listener.sim import bridge as simulator
 from listener.sim import megolm
 from tests.conftest import World, wait_until
@@ -182,3 +184,48 @@ async def test_session_store__reads_mautrix_go_rows_by_room_and_session(world: W
     assert found[key].pickle == megolm.libolm_pickle(outbound.session_key, PICKLE_KEY.encode())
     assert await store.present({key}) == {key}
     assert await sessions.SessionStore(world.bridge, account_id="other").fetch({key}) == {}
+
+
+async def test_doctor_and_status__name_the_key_never_its_value_and_count_statuses(
+    world: World,
+) -> None:
+    chat = await _encrypted_chat(world)
+    await _share_session(world, chat)
+    async with world.running(**E2EE):
+        sent = await world.sim.send_text(chat, chat.members[0], "counted")
+        await world.wait_archived({sent.event_id})
+
+    wrong = world.settings(bridge_pickle_key="wrong-key-must-not-show")
+    results = await doctor_facts.diagnose(wrong, max_clock_skew_s=60)
+    [line] = [r.line() for r in results if r.check == "encrypted rooms"]
+    assert line.startswith("FAIL")
+    assert "BRIDGE_PICKLE_KEY does not open" in line
+    assert all("wrong-key-must-not-show" not in r.line() for r in results)
+
+    right = await doctor_facts.diagnose(world.settings(**E2EE), max_clock_skew_s=60)
+    [line] = [r.line() for r in right if r.check == "encrypted rooms"]
+    assert line == "OK    encrypted rooms: decrypting (1 decrypted)"
+
+    snap = await status.snapshot(world.archive)
+    assert snap.encrypted == {"decrypted": (1, 1)}
+    assert "1 messages in encrypted rooms (1 decrypted)" in status.render(
+        snap, heartbeat_interval_s=30
+    )
+
+
+async def test_retry_decryption__decrypts_what_waits_once_its_session_is_there(
+    world: World,
+) -> None:
+    chat = await _encrypted_chat(world)
+    async with world.running(**E2EE):
+        sent = await world.sim.send_text(chat, chat.members[0], "by hand")
+        await world.wait_archived({sent.event_id})
+    await _share_session(world, chat)
+    svc = service.Service(world.settings(**E2EE))
+    await svc.open()
+    try:
+        stats = await svc.retry_decryption()
+    finally:
+        await svc.close()
+    assert (stats.waiting, stats.retried) == (1, 1)
+    assert (await _row(world, sent.event_id))["body"] == "by hand"
