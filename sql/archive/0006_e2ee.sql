@@ -29,13 +29,17 @@ CREATE INDEX IF NOT EXISTS messages_undecrypted_idx ON messages (megolm_session_
 
 -- Decrypted plaintext is never replaced by ciphertext: a record computed after the bridge lost
 -- the session (delete_keys.*, a reset crypto store) or without the pickle key must not take a
--- decrypted message back to m.room.encrypted. Fires after a_merge (BEFORE triggers run in name
--- order), before b_suppress_redundant_updates.
+-- decrypted message back to m.room.encrypted. A decrypted message may still wait for a session
+-- (one of its edits'): that record is plaintext and goes through. Fires after a_merge (BEFORE
+-- triggers run in name order, so message_type is already merged), before
+-- b_suppress_redundant_updates.
 CREATE OR REPLACE FUNCTION archive_merge_decryption() RETURNS trigger
     LANGUAGE plpgsql AS
 $function$
 BEGIN
-    IF OLD.decryption = 'decrypted' AND NEW.decryption IS DISTINCT FROM 'decrypted' THEN
+    IF OLD.encrypted_content IS NOT NULL
+       AND OLD.message_type IS DISTINCT FROM 'm.room.encrypted'
+       AND NEW.message_type = 'm.room.encrypted' THEN
         NEW.content := OLD.content;
         NEW.content_raw := OLD.content_raw;
         NEW.body := OLD.body;

@@ -145,6 +145,13 @@ async def test_merge__decrypted_plaintext_never_reverts_to_ciphertext(world: Wor
     assert row["megolm_session_id"] is None
 
 
+async def test_merge__a_decrypted_message_can_wait_for_an_edits_session(world: World) -> None:
+    edit_waits = _message(**{**DECRYPTED, "decryption": "no_session", "megolm_session_id": "E"})
+    await _write(world, _message(**DECRYPTED), edit_waits)
+    row = await _row(world)
+    assert (row["body"], row["decryption"], row["megolm_session_id"]) == ("v0", "no_session", "E")
+
+
 async def test_merge__decryption_status_is_one_of_five(world: World) -> None:
     with pytest.raises(asyncpg.CheckViolationError):
         await world.archive.execute(
