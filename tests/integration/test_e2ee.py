@@ -229,3 +229,37 @@ async def test_retry_decryption__decrypts_what_waits_once_its_session_is_there(
         await svc.close()
     assert (stats.waiting, stats.retried) == (1, 1)
     assert (await _row(world, sent.event_id))["body"] == "by hand"
+
+
+async def test_e2ee__rotation_two_senders_and_a_deletion_keep_clear_portal_rules(
+    world: World,
+) -> None:
+    chat = await _encrypted_chat(world)
+    await _share_session(world, chat)
+    async with world.running(**E2EE):
+        first = await world.sim.send_text(chat, chat.members[0], "before rotation")
+        world.sim.encryptor.rotate(chat.room_id)  # the bridge starts a new outbound session
+        await _share_session(world, chat)
+        ghost = await world.sim.send_text(chat, chat.members[1], "after rotation")
+        typed = await world.sim.send_from_matrix_user(chat, "typed in Matrix")
+        await world.wait_archived({first.event_id, ghost.event_id, typed.event_id})
+        await world.sim.revoke(first)
+        await _wait(
+            world,
+            "SELECT deleted_at IS NOT NULL FROM messages WHERE event_id = $1",
+            first.event_id,
+            what="the deletion recorded",
+        )
+
+    rows = {
+        r["event_id"]: r
+        for r in await world.archive.fetch("SELECT * FROM messages ORDER BY event_id")
+    }
+    assert {e: (r["body"], r["decryption"]) for e, r in rows.items()} == {
+        first.event_id: ("before rotation", "decrypted"),
+        ghost.event_id: ("after rotation", "decrypted"),
+        typed.event_id: ("typed in Matrix", "decrypted"),
+    }
+    assert rows[typed.event_id]["sender"] == world.sim.user_mxid
+    sessions_used = {json.loads(r["encrypted_content"])["session_id"] for r in rows.values()}
+    assert len(sessions_used) == 2

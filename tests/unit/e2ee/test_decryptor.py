@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from listener.core import enrich, megolm, models
+from listener.core import enrich, models
 from listener.e2ee import decryptor, sessions
 from listener.sim import megolm as sim_megolm
 
@@ -329,40 +329,3 @@ async def test_decrypt__clear_and_pruned_events_pass_unchanged() -> None:
 
 def _fields(event: models.SynapseEvent) -> dict[str, Any]:
     return {name: getattr(event, name) for name in models.SynapseEvent.__dataclass_fields__}
-
-
-@pytest.mark.parametrize(
-    ("content", "reason"),
-    [
-        ({"algorithm": "m.olm.v1.curve25519-aes-sha2", "ciphertext": {}}, "not m.megolm"),
-        (
-            {"algorithm": megolm.MEGOLM_V1, "session_id": "short", "ciphertext": "A" * 80},
-            "session_id",
-        ),
-        ({"algorithm": megolm.MEGOLM_V1, "session_id": "S" * 43, "ciphertext": "AA"}, "ciphertext"),
-    ],
-)
-def test_parse__rejects_what_mautrix_go_rejects(content: dict[str, Any], reason: str) -> None:
-    with pytest.raises(megolm.Undecryptable, match=reason):
-        megolm.parse(content)
-
-
-@pytest.mark.parametrize(
-    ("plaintext", "reason"),
-    [
-        (b"not json", "not JSON"),
-        (b"[]", "not an object"),
-        (
-            json.dumps({"room_id": OTHER_ROOM, "type": "m.room.message", "content": {}}).encode(),
-            "room_id",
-        ),
-        (json.dumps({"room_id": ROOM, "type": "m.room.encrypted", "content": {}}).encode(), "type"),
-        (
-            json.dumps({"room_id": ROOM, "type": "m.room.message", "content": []}).encode(),
-            "content",
-        ),
-    ],
-)
-def test_plaintext_event__rejects_unusable_payloads(plaintext: bytes, reason: str) -> None:
-    with pytest.raises(megolm.Undecryptable, match=reason):
-        megolm.plaintext_event(plaintext, room_id=ROOM, cleartext_relation=None)
