@@ -10,7 +10,7 @@ from typing import Any
 
 from listener import service
 from listener.e2ee import sessions
-from listener.ops import doctor_facts, status
+from listener.ops import doctor_facts, status, verify
 from listener.sim import bridge as simulator
 from listener.sim import megolm
 from tests.conftest import World, wait_until
@@ -263,3 +263,18 @@ async def test_e2ee__rotation_two_senders_and_a_deletion_keep_clear_portal_rules
     assert rows[typed.event_id]["sender"] == world.sim.user_mxid
     sessions_used = {json.loads(r["encrypted_content"])["session_id"] for r in rows.values()}
     assert len(sessions_used) == 2
+
+
+async def test_verify__reports_per_room_how_many_archived_messages_are_still_encrypted(
+    world: World,
+) -> None:
+    chat = await _encrypted_chat(world)
+    async with world.running(**E2EE):
+        sent = await world.sim.send_text(chat, chat.members[0], "no key yet")
+        await world.wait_archived({sent.event_id})
+
+    report = await verify.compare(world.settings(), since=None, until=None)
+
+    [room] = [r for r in report.rooms if r.room_id == chat.room_id]
+    assert (room.archived, room.encrypted) == (1, 1)
+    assert f"still encrypted: 1 archived messages in {chat.room_id}" in verify.render(report)
