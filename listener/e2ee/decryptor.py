@@ -64,6 +64,7 @@ class Decryptor:
         self._observe = observe or (lambda _result: None)
         # Set once any pickle opened with the key: a failed MAC is then a damaged pickle.
         self.key_opened_a_session = False
+        self._bad_key_logged = False
 
     @property
     def cached_sessions(self) -> int:
@@ -111,6 +112,8 @@ class Decryptor:
         if session is None:
             return self._failed(event, megolm.Status.NO_SESSION, "no session", pdu)
         if isinstance(session, _Unavailable):
+            if session.status == megolm.Status.BAD_KEY:
+                self._log_bad_key()
             return self._failed(event, session.status, session.error, pdu)
         return self._decrypt(event, pdu, encrypted, session)
 
@@ -127,7 +130,9 @@ class Decryptor:
             return self._failed(event, megolm.Status.ERROR, "invalid ciphertext", pdu)
         if message.message_index() < session.first_known_index:
             # The session the bridge holds starts later (a forwarded key, or the bridge
-            # ratchets sessions on decrypt): a better copy may still arrive, so retry later.
+            # ratchets sessions on decrypt): a better copy may still arrive, so retry later,
+            # reading the session again then (mautrix-go replaces it when a better one comes).
+            self._cache.pop((event.room_id, encrypted.session_id), None)
             return self._failed(
                 event, megolm.Status.NO_SESSION, "message index before the session's first", pdu
             )
@@ -161,6 +166,17 @@ class Decryptor:
         self._observe(status)
         return megolm.failed(event, pdu if pdu is not None else _pdu(event), status, error)
 
+    def _log_bad_key(self) -> None:
+        """Once per process: the metric counts every event, the log says what to do."""
+        if not self._bad_key_logged:
+            self._bad_key_logged = True
+            logger.error(
+                "BRIDGE_PICKLE_KEY does not open the bridge's Megolm sessions: encrypted "
+                "messages are archived as ciphertext (decryption = bad_key). Set it to the "
+                "bridge config's encryption.pickle_key",
+                extra={"action": "decryption_bad_key"},
+            )
+
     async def _sessions(
         self, wanted: set[sessions.SessionKey]
     ) -> dict[sessions.SessionKey, _Session]:
@@ -173,6 +189,10 @@ class Decryptor:
         stored = await self._store.fetch(wanted - found.keys())
         for key, row in stored.items():
             found[key] = self._unpickle(key, row)
+        if self.key_opened_a_session:  # in any order: then a failed MAC is a damaged pickle
+            for key, session in found.items():
+                if isinstance(session, _Unavailable) and session.status == megolm.Status.BAD_KEY:
+                    found[key] = _Unavailable(megolm.Status.ERROR, "unreadable session pickle")
         return found
 
     def _unpickle(self, key: sessions.SessionKey, row: sessions.StoredSession) -> _Session:

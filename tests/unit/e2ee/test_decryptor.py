@@ -329,3 +329,42 @@ async def test_decrypt__clear_and_pruned_events_pass_unchanged() -> None:
 
 def _fields(event: models.SynapseEvent) -> dict[str, Any]:
     return {name: getattr(event, name) for name in models.SynapseEvent.__dataclass_fields__}
+
+
+async def test_decrypt__a_better_session_replaces_a_cached_one_that_starts_too_late() -> None:
+    enc, store = sim_megolm.Encryptor(), FakeSessions()
+    early = _event(enc, "m.room.message", {"msgtype": "m.text", "body": "early"}, event_id="$0")
+    later_key = enc.session(ROOM).session.session_key.to_base64()
+    late = _event(enc, "m.room.message", {"msgtype": "m.text", "body": "late"}, event_id="$1")
+    key = (ROOM, enc.session(ROOM).session_id)
+    store.rows[key] = sessions.StoredSession(sim_megolm.libolm_pickle(later_key, KEY), None)
+    d = decryptor.Decryptor(store, pickle_key=KEY, cache_size=8)
+    await d.decrypt_events([late])  # caches the session that starts at index 1
+
+    store.put(enc.session(ROOM))  # the bridge stores a copy from index 0 (e.g. key backup)
+    [first] = await d.decrypt_events([early])
+    [again] = await d.decrypt_events([early])
+
+    assert first.decryption is not None
+    assert first.decryption.status == "no_session"
+    assert _archived(again).body == "early"
+
+
+async def test_decrypt__bad_key_is_logged_once_without_the_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    enc, store = sim_megolm.Encryptor(), FakeSessions()
+    events = [
+        _event(enc, "m.room.message", {"msgtype": "m.text", "body": "x"}, event_id=f"${n}")
+        for n in range(3)
+    ]
+    store.put(enc.session(ROOM))
+    d = decryptor.Decryptor(store, pickle_key=b"wrong-key-value", cache_size=8)
+
+    await d.decrypt_events(events)
+    await d.decrypt_events(events)
+
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert "BRIDGE_PICKLE_KEY" in errors[0].getMessage()
+    assert "wrong-key-value" not in caplog.text
