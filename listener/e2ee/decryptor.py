@@ -13,6 +13,7 @@ when the key comes after all). Nothing is ever written back.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import json
@@ -34,6 +35,7 @@ _from_libolm_pickle: Callable[[str, bytes], vodozemac.InboundGroupSession] = (
 )
 
 Observe = Callable[[str], None]
+_YIELD_EVERY = 32  # events decrypted between two turns of the event loop
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -87,7 +89,14 @@ class Decryptor:
             if isinstance(p := parsed.get(e.event_id), tuple)
         }
         found = await self._sessions(wanted)
-        return [self._event(e, parsed, found, with_edits=True) for e in events]
+        shown = []
+        for n, event in enumerate(events, start=1):
+            shown.append(self._event(event, parsed, found, with_edits=True))
+            if n % _YIELD_EVERY == 0:
+                # ~0.1 ms of CPU per event (the Ed25519 check, AES, JSON): a reconciliation
+                # page of 1,000 would hold the event loop for 100+ ms and stall live traffic.
+                await asyncio.sleep(0)
+        return shown
 
     def _event(
         self,
