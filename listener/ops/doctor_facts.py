@@ -144,7 +144,7 @@ async def _fill(conn: asyncpg.Connection, facts: doctor.DbFacts) -> None:
 
 
 async def _fill_e2ee(conn: asyncpg.Connection, facts: doctor.DbFacts, e2ee: _E2ee) -> None:
-    if facts.name == "archive":
+    if facts.name == "archive" and not facts.pending_migrations:  # 0006 made the columns
         rows = await conn.fetch(queries.load("sink_decryption_counts"))
         facts.decryption = {r["status"]: (r["messages"], r["rooms"]) for r in rows}
     if facts.name == "bridge" and e2ee.pickle_key and facts.privileges.get(doctor.MEGOLM_SESSIONS):
