@@ -6,6 +6,8 @@ and the running archiver archives the plaintext exactly as it archives a clear p
 from __future__ import annotations
 
 import json
+import random
+from pathlib import Path
 from typing import Any
 
 from listener import service
@@ -14,6 +16,7 @@ from listener.ops import doctor_facts, status, verify
 from listener.sim import bridge as simulator
 from listener.sim import megolm
 from tests.conftest import World, wait_until
+from tests.integration import test_media
 
 PICKLE_KEY = "pickle-key-of-the-bridge-config-0123456789"
 E2EE = {
@@ -278,3 +281,41 @@ async def test_verify__reports_per_room_how_many_archived_messages_are_still_enc
     [room] = [r for r in report.rooms if r.room_id == chat.room_id]
     assert (room.archived, room.encrypted) == (1, 1)
     assert f"still encrypted: 1 archived messages in {chat.room_id}" in verify.render(report)
+
+
+async def test_e2ee__encrypted_image_is_stored_as_plaintext_once_its_key_arrives(
+    world: World, tmp_path: Path
+) -> None:
+    """The bridge's encrypted-room media: AES-CTR bytes uploaded as octet-stream, the
+    EncryptedFile (and so the mxc) only inside the Megolm ciphertext."""
+    chat = await _encrypted_chat(world)
+    sender = chat.members[0]
+    png = simulator.make_png(16, 12, random.Random(3))
+    ciphertext, file = test_media.encrypt(png)
+    mxc = await world.writer.upload_media(ciphertext, "application/octet-stream", None, sender.mxid)
+    content = {
+        "msgtype": "m.image",
+        "body": "photo.png",
+        "file": file | {"url": mxc},
+        "info": {"mimetype": "image/png", "size": len(png)},
+    }
+    wire = world.sim.encryptor.encrypt(chat.room_id, "m.room.message", content)
+    async with world.running(**E2EE, media_archive_path=tmp_path / "archive"):
+        event_id = await world.writer.send_event(
+            chat.room_id, sender.mxid, "m.room.encrypted", wire
+        )
+        await world.wait_archived({event_id}, timeout_s=15)
+        assert await world.archive.fetchval("SELECT count(*) FROM media") == 0
+        await _share_session(world, chat)
+
+        async def stored() -> bool:
+            status = await world.archive.fetchval(
+                "SELECT status FROM media WHERE event_id = $1", event_id
+            )
+            return status == "stored"
+
+        await wait_until(stored, timeout_s=20, what="the decrypted image stored")
+    row = await world.archive.fetchrow("SELECT * FROM media WHERE event_id = $1", event_id)
+    assert (row["encrypted"], row["mxc_url"]) == (True, mxc)
+    assert (tmp_path / "archive" / row["storage_path"]).read_bytes() == png
+    assert (await _row(world, event_id))["message_type"] == "m.image"
