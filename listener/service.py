@@ -355,7 +355,7 @@ class Service:
             archive=self.sink,
             store=sessions.SessionStore(bridge_pool, account_id=self.config.bridge_id),
             rearchive=self.processor.archive_events,
-            page_size=self.config.e2ee_retry_sessions,
+            page_size=self.config.e2ee_retry_messages,
             batch_size=self.config.batch_size,
         )
 

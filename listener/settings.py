@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     bridge_pickle_key: SecretStr | None = None
     e2ee_session_cache_size: int = Field(1000, ge=1, le=1_000_000)  # unpickled sessions kept
     # Undecrypted messages whose session may have arrived, looked up per reconcile pass.
-    e2ee_retry_sessions: int = Field(500, ge=1, le=100_000)
+    e2ee_retry_messages: int = Field(500, ge=1, le=100_000)
 
     # fidelity: the Synapse reconciliation pass (edits, deletions, reactions, lost rows).
     reconcile_interval_s: float = Field(30.0, gt=0)
