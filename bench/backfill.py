@@ -94,7 +94,13 @@ async def build_sources(dbs: common.Databases, n: int) -> dict[str, str]:
 # -- one CLI run ----------------------------------------------------------------------------------
 
 
-def run_cli(urls: dict[str, str], archive_url: str, batch: int, workers: int) -> dict[str, Any]:
+def run_cli(
+    urls: dict[str, str],
+    archive_url: str,
+    batch: int,
+    workers: int,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -108,6 +114,7 @@ def run_cli(urls: dict[str, str], archive_url: str, batch: int, workers: int) ->
         "WORKERS": str(workers),
         "LOG_LEVEL": "WARNING",
     }
+    env |= extra_env or {}
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "listener", "backfill"],

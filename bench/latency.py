@@ -23,6 +23,8 @@ reported separately and left out of the headline numbers.
     .venv/bin/python -m bench.latency                 # full: 100 msg/s for 60 s (+ 30 s floor)
     .venv/bin/python -m bench.latency --quick         # smoke: 50 msg/s for 5 s
     .venv/bin/python -m bench.latency --sim-inproc    # simulator in the archiver's event loop
+    .venv/bin/python -m bench.latency --compare-e2ee  # clear portals, then encrypted ones
+                                                      # (Megolm, BRIDGE_PICKLE_KEY), same run
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from bench import common
 from listener import service, settings
 from listener.core import models
 from listener.sim import bridge as simulator
-from listener.sim import synapse_writer
+from listener.sim import megolm, synapse_writer
 
 P50_TARGET_MS = 5.0
 P99_TARGET_MS = 25.0
@@ -62,8 +64,11 @@ class Sent:
 # -- the traffic (child process, or in-process with --sim-inproc) ------------------------------
 
 
+PICKLE_KEY = "bench-latency-pickle-key"
+
+
 async def make_simulator(
-    bridge_url: str, synapse_url: str, media_dir: Path, seed: int
+    bridge_url: str, synapse_url: str, media_dir: Path, seed: int, *, encrypted: bool = False
 ) -> tuple[simulator.BridgeSimulator, list[asyncpg.Pool]]:
     bridge = await asyncpg.create_pool(bridge_url, min_size=1, max_size=2)
     synapse = await asyncpg.create_pool(synapse_url, min_size=1, max_size=2)
@@ -73,6 +78,11 @@ async def make_simulator(
     )
     sim = simulator.BridgeSimulator(bridge, writer, rng=rng)
     await sim.ensure_world()
+    if encrypted:  # every portal encrypted; the bridge stores each room's session first
+        sim.encrypted_rooms.update(chat.room_id for chat in sim.chats)
+        for chat in sim.chats:
+            session = sim.encryptor.session(chat.room_id)
+            await megolm.store_session(bridge, session, PICKLE_KEY.encode())
     return sim, [bridge, synapse]
 
 
@@ -91,7 +101,9 @@ async def traffic(
 async def traffic_child(args: argparse.Namespace) -> None:
     """``--traffic-child``: print READY after setup, wait for GO, send, write JSON lines."""
     with tempfile.TemporaryDirectory(prefix="bench-media-") as media:
-        sim, pools = await make_simulator(args.bridge_url, args.synapse_url, Path(media), 7)
+        sim, pools = await make_simulator(
+            args.bridge_url, args.synapse_url, Path(media), 7, encrypted=args.encrypted
+        )
         print("READY", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         sent = await traffic(sim, args.rate, args.warmup_s, args.duration_s)
@@ -129,6 +141,7 @@ class TrafficProcess:
             str(a.duration_s),
             "--out",
             str(self._out),
+            *(["--encrypted"] if a.encrypted else []),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             cwd=common.REPO,
@@ -207,6 +220,7 @@ async def measure_archiver(
         archive_db_url=urls["archive"],
         media_store_path=media,
         log_level="WARNING",
+        bridge_pickle_key=PICKLE_KEY if args.encrypted else None,
     )
     svc = service.Service(config, on_archived=archived.hook)
     await svc.open()
@@ -216,7 +230,9 @@ async def measure_archiver(
         await asyncio.wait_for(svc.ready.wait(), 10)
         await asyncio.wait_for(svc.listener.connected.wait(), 10)
         if args.sim_inproc:
-            sim, pools = await make_simulator(urls["bridge"], urls["synapse"], media, 7)
+            sim, pools = await make_simulator(
+                urls["bridge"], urls["synapse"], media, 7, encrypted=args.encrypted
+            )
             started = time.time()
             sent = await traffic(sim, args.rate, args.warmup_s, args.duration_s)
             for pool in pools:
@@ -424,14 +440,34 @@ async def main(args: argparse.Namespace) -> None:
             _, f_synapse = await dbs.synapse()
             print(f"floor: bare LISTEN, {args.rate}/s for {args.floor_s} s ...", flush=True)
             result["floor"] = await measure_floor(args, f_bridge, f_synapse)
-        urls = {
-            "bridge": (await dbs.bridge(trigger=True))[1],
-            "synapse": (await dbs.synapse())[1],
-            "archive": (await dbs.archive())[1],
-        }
-        print(f"archiver: {args.rate}/s for {args.duration_s} s ...", flush=True)
-        with tempfile.TemporaryDirectory(prefix="bench-media-") as media:
-            result["archiver"] = await measure_archiver(args, urls, Path(media))
+        for key, encrypted in (("archiver", False), ("archiver_e2ee", True)):
+            if encrypted and not args.compare_e2ee:
+                continue
+            args.encrypted = encrypted
+            urls = {
+                "bridge": (await dbs.bridge(trigger=True))[1],
+                "synapse": (await dbs.synapse())[1],
+                "archive": (await dbs.archive())[1],
+            }
+            if encrypted:
+                conn = await asyncpg.connect(urls["bridge"])
+                await conn.execute(simulator.fixture_sql("crypto_store_v21.sql"))
+                await conn.close()
+            what = "encrypted portals" if encrypted else "clear portals"
+            print(f"archiver, {what}: {args.rate}/s for {args.duration_s} s ...", flush=True)
+            with tempfile.TemporaryDirectory(prefix="bench-media-") as media:
+                result[key] = await measure_archiver(args, urls, Path(media))
+    if args.compare_e2ee:
+        clear, e2ee = result["archiver"]["latency"], result["archiver_e2ee"]["latency"]
+        result["e2ee_p99_ratio"] = round(e2ee["p99_ms"] / clear["p99_ms"], 2)
+        result["e2ee_p50_ratio"] = round(e2ee["p50_ms"] / clear["p50_ms"], 2)
+        decrypted = result["archiver_e2ee"].get("archived")
+        print(
+            f"encrypted vs clear: p50 {e2ee['p50_ms']} vs {clear['p50_ms']} ms, p99 "
+            f"{e2ee['p99_ms']} vs {clear['p99_ms']} ms = {result['e2ee_p99_ratio']}x "
+            f"(goal <= 1.5x); archived {decrypted}",
+            flush=True,
+        )
     a = result["archiver"]["latency"]
     result["targets"] = [
         {
@@ -467,6 +503,10 @@ def cli() -> None:
     parser.add_argument(
         "--sim-inproc", action="store_true", help="run the simulator in the archiver's event loop"
     )
+    parser.add_argument(
+        "--compare-e2ee", action="store_true", help="then the same traffic, encrypted portals"
+    )
+    parser.add_argument("--encrypted", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--traffic-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bridge-url", help=argparse.SUPPRESS)
     parser.add_argument("--synapse-url", help=argparse.SUPPRESS)

@@ -24,7 +24,9 @@ from listener.ops import logsetup
 # operator's `status` or `doctor` should not pay for loading the pipeline, the web stack and
 # the Supabase client (about half a second of start-up).
 if TYPE_CHECKING:
-    from listener import service
+    # Under another name, so that a command using `service` without importing it is a type
+    # error, not a NameError at run time.
+    from listener import service as service_types
 
 logger = logging.getLogger("listener.cli")
 
@@ -61,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--db-url", help="bridge database URL (default WHATSAPP_DB_URL)")
     commands.add_parser("retry-failures", help="retry every recorded failure once, then exit")
     commands.add_parser("retry-media", help="retry failed, missing and pending media, then exit")
+    commands.add_parser(
+        "retry-decryption",
+        help="decrypt again every message whose Megolm session has arrived since, then exit",
+    )
     reconcile_cmd = commands.add_parser(
         "reconcile", help="archive from Synapse what the bridge rows no longer show, then exit"
     )
@@ -297,7 +303,7 @@ async def _cmd_backfill(args: argparse.Namespace) -> int:
 
 
 async def backfill(
-    svc: service.Service,
+    svc: service_types.Service,
     *,
     since: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -338,7 +344,7 @@ async def backfill(
 
 
 async def _report(
-    svc: service.Service, total: int, progress: Callable[[int, int], None] | None
+    svc: service_types.Service, total: int, progress: Callable[[int, int], None] | None
 ) -> None:
     while progress is not None:
         progress(svc.processor.rows_done, total)
@@ -482,6 +488,22 @@ async def _cmd_retry_failures(_args: argparse.Namespace) -> int:
     return EXIT_OK if not still_open else EXIT_FAILED
 
 
+async def _cmd_retry_decryption(_args: argparse.Namespace) -> int:
+    from listener import service
+
+    svc = service.Service(_load())
+    await svc.open()
+    try:
+        stats = await svc.retry_decryption()
+    finally:
+        await svc.close()
+    print(
+        f"{stats.waiting} messages waiting for a Megolm session; {stats.retried} decrypted again "
+        "(their session arrived)"
+    )
+    return EXIT_OK
+
+
 async def _cmd_demo(args: argparse.Namespace) -> int:
     from listener.sim import demo  # imported here: the simulator is not needed by the service
 
@@ -564,6 +586,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "uninstall-triggers": _triggers_uninstall,
     "retry-failures": _cmd_retry_failures,
     "retry-media": _cmd_retry_media,
+    "retry-decryption": _cmd_retry_decryption,
     "reconcile": _cmd_reconcile,
     "demo": _cmd_demo,
     "doctor": _cmd_doctor,

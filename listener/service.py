@@ -22,6 +22,8 @@ from listener import settings
 from listener.core import backoff, errors, models, roomfilter, tracker
 from listener.core.networks import origin as networks_origin
 from listener.db import connect
+from listener.e2ee import decryptor, late_keys, sessions
+from listener.e2ee import source as e2ee_source
 from listener.flow import hint_reader, listen, pipeline, reconcile, sweep, workers
 from listener.media import archiver as media
 from listener.media import blobstore, http_fallback
@@ -149,6 +151,9 @@ class Service:
         self._on_archived = on_archived
         self._bridge_pool: asyncpg.Pool | None = None
         self._synapse_pool: asyncpg.Pool | None = None
+        self.decryptor: decryptor.Decryptor | None = None
+        self.late_keys: late_keys.LateKeys | None = None
+        self._undecryptable_cycle = 0
         self.queue: asyncio.Queue[pipeline.WorkItem] = asyncio.Queue(config.queue_size)
         self.metrics.queue_capacity.set(config.queue_size)
         self.stop_event = asyncio.Event()
@@ -256,7 +261,7 @@ class Service:
         verdict = await bridge_source.check_schema(self._bridge_pool)
         logger.info("bridge database: %s", verdict.describe(), extra={"action": "bridge_schema"})
         self.bridge = bridge_source.BridgeSource(self._bridge_pool, bridge_id=config.bridge_id)
-        self.synapse = synapse_source.SynapseSource(self._synapse_pool)
+        self.synapse = self._build_synapse(self._bridge_pool, self._synapse_pool)
         cursor = await self._load_cursor()
         self._saved_gap = await self._load_gap()
         self.tracker = tracker.RowidTracker(
@@ -310,6 +315,7 @@ class Service:
             batch_size=config.batch_size,
             grace_s=config.reconcile_grace_s,
         )
+        self.late_keys = self._build_late_keys(self._bridge_pool)
         self.hint_reader = hint_reader.HintReader(
             bridge=self.bridge,
             tracker=self.tracker,
@@ -332,6 +338,50 @@ class Service:
         )
         self.metrics.cursor.set(cursor)
         logger.info("archive cursor at rowid %d", cursor, extra={"action": "service_opened"})
+
+    def _build_synapse(
+        self, bridge_pool: asyncpg.Pool, synapse_pool: asyncpg.Pool
+    ) -> synapse_source.SynapseSource:
+        """Synapse as every path reads it: decrypted with the bridge's Megolm sessions when
+        BRIDGE_PICKLE_KEY is set, else as stored (encrypted events archived as ciphertext)."""
+        key = self.config.bridge_pickle_key
+        if key is None:
+            return synapse_source.SynapseSource(synapse_pool)
+        counter = self.metrics.decryption_total
+        self.decryptor = decryptor.Decryptor(
+            sessions.SessionStore(bridge_pool, account_id=self.config.bridge_id),
+            # mautrix-go uses the config string's bytes as the key (bridgev2/matrix/cryptostore.go)
+            pickle_key=key.get_secret_value().encode("utf-8"),
+            cache_size=self.config.e2ee_session_cache_size,
+            observe=lambda result: counter.labels(result).inc(),
+        )
+        return e2ee_source.DecryptingSynapseSource(synapse_pool, self.decryptor)
+
+    def _build_late_keys(self, bridge_pool: asyncpg.Pool) -> late_keys.LateKeys | None:
+        if self.config.bridge_pickle_key is None:
+            return None
+        return late_keys.LateKeys(
+            archive=self.sink,
+            store=sessions.SessionStore(bridge_pool, account_id=self.config.bridge_id),
+            rearchive=self.processor.archive_events,
+            page_size=self.config.e2ee_retry_messages,
+            batch_size=self.config.batch_size,
+        )
+
+    async def retry_decryption(self) -> late_keys.Stats:
+        """Every message waiting for a Megolm session, once (``archiver-db retry-decryption``)."""
+        if self.late_keys is None:
+            raise errors.ConfigError("set BRIDGE_PICKLE_KEY to decrypt encrypted rooms")
+        return await self.late_keys.run_all()
+
+    async def _late_keys_step(self) -> None:
+        if self.late_keys is None:
+            return
+        stats = await self.late_keys.run_once()
+        self._undecryptable_cycle += stats.waiting - stats.retried
+        if stats.wrapped:
+            self.metrics.undecryptable_messages.set(self._undecryptable_cycle)
+            self._undecryptable_cycle = 0
 
     async def _load_cursor(self) -> int:
         """The saved rowid cursor, never beyond the bridge's newest row: a bridge database
@@ -566,6 +616,7 @@ class Service:
         # deletions and reaction changes wake it early.
         while not self.stop_event.is_set():
             stats = await self._guarded("reconcile", self.reconciler.run_once)
+            await self._guarded("late_keys", self._late_keys_step)
             if isinstance(stats, reconcile.Stats) and stats.more:
                 # A long history (the first pass after a backfill): read on at once instead of
                 # one page limit per interval.

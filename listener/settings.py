@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     media_http_fallback_url: str | None = None
     media_access_token: SecretStr | None = None
 
+    # e2ee: decrypt encrypted portals with the bridge's Megolm sessions (opt-in). The bridge
+    # config's encryption.pickle_key, passed to mautrix-go as its raw bytes
+    # (bridgev2/matrix/cryptostore.go: []byte(pickleKey)).
+    bridge_pickle_key: SecretStr | None = None
+    e2ee_session_cache_size: int = Field(1000, ge=1, le=1_000_000)  # unpickled sessions kept
+    # Undecrypted messages whose session may have arrived, looked up per reconcile pass.
+    e2ee_retry_messages: int = Field(500, ge=1, le=100_000)
+
     # fidelity: the Synapse reconciliation pass (edits, deletions, reactions, lost rows).
     reconcile_interval_s: float = Field(30.0, gt=0)
     reconcile_grace_s: float = Field(10.0, ge=0)
@@ -106,6 +114,13 @@ class Settings(BaseSettings):
     @classmethod
     def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
         return _check_postgres_url(value)
+
+    @field_validator("bridge_pickle_key")
+    @classmethod
+    def _pickle_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            raise ValueError("must not be empty (unset it to keep ciphertext)")
+        return value
 
     @field_validator("monitored_rooms", mode="before")
     @classmethod
@@ -161,6 +176,7 @@ class Settings(BaseSettings):
             self.supabase_key,
             self.supabase_db_url,
             self.media_access_token,
+            self.bridge_pickle_key,
         ]
         return [v.get_secret_value() for v in values if v is not None]
 

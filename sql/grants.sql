@@ -7,6 +7,8 @@
 --
 --     psql -v ON_ERROR_STOP=1 -d mautrix_whatsapp -v target=bridge  -v role=archiver \
 --          -v password="$ARCHIVER_PASSWORD" -f sql/grants.sql
+--     psql -v ON_ERROR_STOP=1 -d mautrix_whatsapp -v target=bridge  -v role=archiver -v e2ee=on \
+--          -f sql/grants.sql          # also decrypt encrypted portals (BRIDGE_PICKLE_KEY)
 --     psql -v ON_ERROR_STOP=1 -d synapse          -v target=synapse -v role=archiver -f sql/grants.sql
 --     psql -v ON_ERROR_STOP=1 -d archive          -v target=archive -v role=archiver -f sql/grants.sql
 --     psql -v ON_ERROR_STOP=1 -d archive          -v target=viewer  -v role=archive_viewer \
@@ -16,6 +18,10 @@
 --          not user_login, kv_store or crypto_* (keys). The NOTIFY trigger is NOT installed here:
 --          installing it needs ownership of public.message, so the bridge database owner runs
 --          sql/triggers.sql. LISTEN needs no privilege.
+--          With -v e2ee=on, also SELECT on crypto_megolm_inbound_session (the Megolm sessions
+--          that decrypt encrypted portals; mautrix-go crypto/sql_store.go) and nothing else of
+--          crypto_*: never crypto_account or crypto_olm_session, which could impersonate the
+--          bridge's device.
 -- synapse: SELECT on the event, room, membership and media tables the archiver reads.
 -- archive: SELECT, INSERT, UPDATE on every archive table (no DELETE, no TRUNCATE), SELECT on the
 --          migrations ledger, USAGE on the id sequences; the same for tables later migrations
@@ -37,11 +43,22 @@
 \else
     \set target missing
 \endif
+\if :{?e2ee}
+\else
+    \set e2ee off
+\endif
 SELECT :'target' = 'bridge' AS is_bridge,
        :'target' = 'synapse' AS is_synapse,
        :'target' = 'archive' AS is_archive,
        :'target' = 'viewer' AS is_viewer,
-       :'target' IN ('bridge', 'synapse', 'archive', 'viewer') AS target_ok \gset
+       :'target' IN ('bridge', 'synapse', 'archive', 'viewer') AS target_ok,
+       :'target' = 'bridge' AND :'e2ee' = 'on' AS bridge_e2ee,
+       :'e2ee' IN ('on', 'off') AS e2ee_ok \gset
+\if :e2ee_ok
+\else
+    \echo 'grants.sql: -v e2ee=on or -v e2ee=off (the default)'
+    SELECT 1 / 0 AS e2ee_on_or_off;
+\endif
 \if :target_ok
 \else
     \echo 'grants.sql: set -v target=bridge, synapse, archive or viewer'
@@ -81,6 +98,9 @@ GRANT USAGE ON SCHEMA public TO :"role";
 
 \if :is_bridge
 GRANT SELECT ON public.message, public.portal, public.ghost, public.reaction TO :"role";
+\if :bridge_e2ee
+GRANT SELECT ON public.crypto_megolm_inbound_session TO :"role";
+\endif
 \elif :is_synapse
 GRANT SELECT ON
     public.events, public.event_json, public.event_relations, public.redactions,

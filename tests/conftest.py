@@ -42,6 +42,8 @@ async def bridge_template() -> AsyncIterator[str]:
 
     async def setup(conn: asyncpg.Connection) -> None:
         await conn.execute(simulator.fixture_sql("bridge_v29.sql"))
+        # What mautrix-go adds when encryption.allow is on (its crypto store, same database).
+        await conn.execute(simulator.fixture_sql("crypto_store_v21.sql"))
 
     await pg.build_template(name, setup)
     psql_file(pg.url_for(name), pg.REPO / "sql" / "triggers.sql")

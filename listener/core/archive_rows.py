@@ -17,7 +17,8 @@ def _time(value: datetime | None) -> str | None:
 
 
 def message_scalars(m: models.ArchivedMessage) -> dict[str, Any]:
-    """Every ``messages`` column but the two JSON ones (``content``, ``original_content``),
+    """Every ``messages`` column but the JSON ones (``content``, ``original_content``,
+    ``encrypted_content``),
     which each sink adds in its own form (parsed for PostgREST, spliced text for PostgreSQL)."""
     return {
         "event_id": m.event_id,
@@ -50,4 +51,7 @@ def message_scalars(m: models.ArchivedMessage) -> dict[str, Any]:
         "network_message_id": m.network_message_id,
         "network_chat_id": m.network_chat_id,
         "network_sender_id": m.network_sender_id,
+        "decryption": m.decryption,
+        "megolm_session_id": m.megolm_session_id,
+        "decryption_error": m.decryption_error,
     }

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from listener.core import edits, errors, models, textsafe, timestamps
+from listener.core import edits, errors, megolm, models, textsafe, timestamps
 
 ROOM_MESSAGE = "m.room.message"
 
@@ -189,6 +189,7 @@ class _Shown:
             "deleted_at": self.deleted_at,
             "redaction_event_id": self.redaction_event_id,
             "synapse_stream_ordering": event.stream_ordering,
+            **megolm.message_fields(event),
         }
 
     @property

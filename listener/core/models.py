@@ -57,11 +57,24 @@ class SynapseEvent:
     # Filled by the batch query: the m.replace events targeting this one, and its redaction.
     edits: tuple[SynapseEvent, ...] = ()
     redaction: Redaction | None = None
+    # Set for an m.room.encrypted event once decryption was tried (``event_type`` and
+    # ``json_text`` then hold the plaintext event when it succeeded).
+    decryption: Decryption | None = None
 
     @property
     def usable(self) -> bool:
         """Outliers are not (yet) part of the room; rejected events never will be."""
         return not self.outlier and self.rejection_reason is None
+
+
+@dataclass(frozen=True, slots=True)
+class Decryption:
+    """What decrypting an ``m.room.encrypted`` event gave (``core/megolm.py`` statuses)."""
+
+    status: str
+    encrypted_content_json: str  # the m.room.encrypted content as Synapse stored it
+    session_id: str | None
+    error: str | None = None  # a few words, never key material
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +124,11 @@ class ArchivedMessage:
     network_message_id: str | None = None
     network_chat_id: str | None = None
     network_sender_id: str | None = None
+    # Encrypted rooms (migration 0006): None for a message that was never encrypted.
+    decryption: str | None = None
+    encrypted_content_json: str | None = None
+    megolm_session_id: str | None = None
+    decryption_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,5 +80,12 @@ async def failures_by_kind(db: Queryable) -> list[asyncpg.Record]:
     return await fetch(db, "ops_failures_by_kind")
 
 
+async def decryption_counts(db: Queryable) -> dict[str, tuple[int, int]]:
+    """Messages of encrypted rooms by decryption status ('' = archived as ciphertext, without
+    BRIDGE_PICKLE_KEY): (messages, rooms)."""
+    rows = await fetch(db, "sink_decryption_counts")
+    return {r["status"]: (int(r["messages"]), int(r["rooms"])) for r in rows}
+
+
 async def last_per_room(db: Queryable) -> list[asyncpg.Record]:
     return await fetch(db, "ops_last_per_room")

@@ -51,11 +51,14 @@ def archive_needs(tables: list[str], sequences: list[str]) -> list[tuple[str, st
     return needs + [(sequence, "USAGE") for sequence in sequences]
 
 
-# Privileges the bridge role should NOT have: secrets and writes.
+# Privileges the bridge role should NOT have: secrets and writes. The crypto store's account and
+# Olm sessions could impersonate the bridge's device (only the Megolm sessions are needed).
 EXCESS: list[tuple[str, str]] = [
     ("user", "SELECT"),
     ("user_login", "SELECT"),
     ("kv_store", "SELECT"),
+    ("crypto_account", "SELECT"),
+    ("crypto_olm_session", "SELECT"),
     ("message", "INSERT"),
     ("message", "UPDATE"),
     ("message", "DELETE"),
@@ -156,6 +159,11 @@ class DbFacts:
     pending_migrations: list[str] = field(default_factory=list)
     media_ids: list[str] | None = None
     schema: bridge_schema.SchemaFacts | None = None  # the bridge database's catalog
+    # e2ee: bridge: whether BRIDGE_PICKLE_KEY opens its newest sessions (None: none to try, or
+    # no key); archive: messages of encrypted rooms by decryption status ('' = ciphertext,
+    # archived without the key) as (messages, rooms).
+    pickle_key_opens: bool | None = None
+    decryption: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -246,7 +254,11 @@ def trigger(db: DbFacts, channel: str) -> Result:
 
 def grants(db: DbFacts) -> Result:
     check = f"{db.name} grants"
-    needed = {key: ok for key, ok in db.privileges.items() if key not in EXCESS}
+    needed = {
+        key: ok
+        for key, ok in db.privileges.items()
+        if key not in EXCESS and key != MEGOLM_SESSIONS  # e2ee() checks that one
+    }
     absent = sorted({rel for (rel, _), ok in needed.items() if ok is None})
     lacking = [f"{priv} on {rel}" for (rel, priv), ok in needed.items() if ok is False]
     script = (
@@ -261,6 +273,52 @@ def grants(db: DbFacts) -> Result:
     if lacking:
         return Result(check, Level.FAIL, f"{db.user} lacks {', '.join(lacking)}", script)
     return Result(check, Level.OK, f"{db.user} holds all {len(needed)} privileges needed")
+
+
+MEGOLM_SESSIONS = ("crypto_megolm_inbound_session", "SELECT")
+
+
+def e2ee(bridge: DbFacts, archive: DbFacts | None, *, key_set: bool) -> Result:
+    """Encrypted portals: archived as ciphertext without BRIDGE_PICKLE_KEY; with it, the grant
+    and the key must work. Never names the key's value."""
+    check = "encrypted rooms"
+    counts = archive.decryption if archive is not None else {}
+    if not key_set:
+        messages, rooms = counts.get("", (0, 0))
+        if messages:
+            return Result(
+                check,
+                Level.WARN,
+                f"{messages} messages in {rooms} encrypted rooms are archived as ciphertext",
+                "set BRIDGE_PICKLE_KEY to the bridge config's encryption.pickle_key and grant "
+                "-v e2ee=on (sql/grants.sql) to decrypt them",
+            )
+        return Result(check, Level.OK, "none archived as ciphertext (BRIDGE_PICKLE_KEY not set)")
+    grant = bridge.privileges.get(MEGOLM_SESSIONS)
+    if grant is None:
+        return Result(
+            check,
+            Level.FAIL,
+            "the bridge database has no crypto_megolm_inbound_session",
+            "is end-to-bridge encryption (encryption.allow) on in the bridge config?",
+        )
+    if grant is False:
+        return Result(
+            check,
+            Level.FAIL,
+            f"{bridge.user} lacks SELECT on crypto_megolm_inbound_session",
+            f"psql -d <bridge db> -v target=bridge -v role={bridge.user or '<role>'} "
+            "-v e2ee=on -f sql/grants.sql  (as the database owner)",
+        )
+    if bridge.pickle_key_opens is False:
+        return Result(
+            check,
+            Level.FAIL,
+            "BRIDGE_PICKLE_KEY does not open the bridge's Megolm sessions",
+            "set it to the bridge config's encryption.pickle_key",
+        )
+    detail = ", ".join(f"{n} {status}" for status, (n, _r) in sorted(counts.items()) if status)
+    return Result(check, Level.OK, f"decrypting ({detail or 'no encrypted messages yet'})")
 
 
 def least_privilege(db: DbFacts, excess: Mapping[tuple[str, str], bool | None]) -> Result:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -15,11 +16,13 @@ from listener import settings
 from listener.core import errors
 from listener.db import connect as pgconnect
 from listener.db import queries
+from listener.e2ee import decryptor
 from listener.ops import doctor
 from listener.schema import migrate
 from listener.sources import bridge as bridge_source
 
 MEDIA_SAMPLE = 5
+MEGOLM_SAMPLE = 5
 CONNECT_TIMEOUT_S = 10.0
 
 
@@ -30,14 +33,28 @@ async def diagnose(config: settings.Settings, *, max_clock_skew_s: float) -> lis
     }
     if config.archive_db_url is not None:
         urls["archive"] = config.archive_db_url.get_secret_value()
-    facts = await asyncio.gather(*(gather_db(name, url) for name, url in urls.items()))
+    key = config.bridge_pickle_key
+    e2ee = _E2ee(key.get_secret_value().encode("utf-8") if key else None, config.bridge_id)
+    facts = await asyncio.gather(*(gather_db(name, url, e2ee) for name, url in urls.items()))
     dbs = {db.name: db for db in facts}
     store = None
     if config.media_store_path is not None:
         store = await asyncio.to_thread(
             media_store_facts, config.media_store_path, dbs["synapse"].media_ids or []
         )
-    return evaluate(dbs, store, channel=config.notify_channel, max_clock_skew_s=max_clock_skew_s)
+    return evaluate(
+        dbs,
+        store,
+        channel=config.notify_channel,
+        max_clock_skew_s=max_clock_skew_s,
+        pickle_key_set=key is not None,
+    )
+
+
+@dataclass(frozen=True)
+class _E2ee:
+    pickle_key: bytes | None = field(repr=False)
+    account_id: str = ""
 
 
 def evaluate(
@@ -46,6 +63,7 @@ def evaluate(
     *,
     channel: str,
     max_clock_skew_s: float,
+    pickle_key_set: bool = False,
 ) -> list[doctor.Result]:
     """Every check, in the order an operator fixes things (pure)."""
     results: list[doctor.Result] = []
@@ -66,6 +84,9 @@ def evaluate(
             excess = {k: db.privileges.get(k) for k in doctor.EXCESS}
             results.append(doctor.least_privilege(db, excess))
             results.append(doctor.trigger(db, channel))
+            archive = dbs.get("archive")
+            archive = archive if archive is not None and archive.error is None else None
+            results.append(doctor.e2ee(db, archive, key_set=pickle_key_set))
         results.extend(doctor.columns(db))
     synapse = dbs.get("synapse")
     has_media = bool(synapse.media_ids) if synapse and synapse.error is None else None
@@ -74,7 +95,7 @@ def evaluate(
     return results
 
 
-async def gather_db(name: str, url: str) -> doctor.DbFacts:
+async def gather_db(name: str, url: str, e2ee: _E2ee | None = None) -> doctor.DbFacts:
     facts = doctor.DbFacts(name)
     try:
         conn = await pgconnect.connect(url, application_name="archiver-db:doctor")
@@ -83,6 +104,7 @@ async def gather_db(name: str, url: str) -> doctor.DbFacts:
         return facts
     try:
         await _fill(conn, facts)
+        await _fill_e2ee(conn, facts, e2ee or _E2ee(None))
     except (*pgconnect.CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
         facts.error = pgconnect.describe(exc)
     finally:
@@ -128,9 +150,21 @@ async def _fill(conn: asyncpg.Connection, facts: doctor.DbFacts) -> None:
         facts.media_ids = [r["media_id"] for r in rows]
 
 
+async def _fill_e2ee(conn: asyncpg.Connection, facts: doctor.DbFacts, e2ee: _E2ee) -> None:
+    if facts.name == "archive" and not facts.pending_migrations:  # 0006 made the columns
+        rows = await conn.fetch(queries.load("sink_decryption_counts"))
+        facts.decryption = {r["status"]: (r["messages"], r["rooms"]) for r in rows}
+    if facts.name == "bridge" and e2ee.pickle_key and facts.privileges.get(doctor.MEGOLM_SESSIONS):
+        rows = await conn.fetch(
+            queries.load("doctor_megolm_sample"), e2ee.account_id, MEGOLM_SAMPLE
+        )
+        pickles = [bytes(r["session"]).decode("ascii", "replace") for r in rows]
+        facts.pickle_key_opens = decryptor.key_opens(pickles, e2ee.pickle_key)
+
+
 async def _wanted_privileges(conn: asyncpg.Connection, name: str) -> list[tuple[str, str]]:
     if name == "bridge":
-        return doctor.NEEDED["bridge"] + doctor.EXCESS
+        return [*doctor.NEEDED["bridge"], *doctor.EXCESS, doctor.MEGOLM_SESSIONS]
     if name == "synapse":
         return doctor.NEEDED["synapse"]
     relations = await conn.fetch(queries.load("doctor_relations"))

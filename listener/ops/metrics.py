@@ -7,6 +7,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 import listener
+from listener.core import megolm
 
 # Sub-millisecond to minutes: the pipeline's floor is about a millisecond, an outage is minutes.
 LATENCY_BUCKETS_S = (
@@ -16,6 +17,7 @@ LATENCY_BUCKETS_S = (
 
 # The archive's media.status values (sql/archive/0001_init.sql), minus the transient 'pending'.
 MEDIA_STATUSES = ("stored", "missing", "quarantined", "rejected", "failed", "skipped")
+DECRYPTION_RESULTS = tuple(str(status) for status in megolm.Status)
 
 
 class Metrics:
@@ -107,6 +109,21 @@ class Metrics:
         for status in MEDIA_STATUSES:  # present from the start, so increase() sees the first one
             self.media_items.labels(status)
             self.media_bytes.labels(status)
+        self.decryption_total = Counter(
+            "archiver_decryption",
+            "Encrypted events decrypted or not, by result (decrypted, no_session, withheld, "
+            "bad_key, error); an event read again counts again.",
+            ["result"],
+            registry=r,
+        )
+        for result in DECRYPTION_RESULTS:
+            self.decryption_total.labels(result)
+        self.undecryptable_messages = Gauge(
+            "archiver_undecryptable_messages",
+            "Archived messages waiting for their Megolm session (decryption = no_session), "
+            "as counted by the last full late-key cycle.",
+            registry=r,
+        )
         self.seconds_since_last_archived = Gauge(
             "archiver_seconds_since_last_archived",
             "Seconds since the last archive commit (since the start while none yet).",

@@ -23,6 +23,8 @@ class Snapshot:
     heartbeat_age_s: float | None
     failures: dict[str, int] = field(default_factory=dict)
     rooms: list[dict[str, Any]] = field(default_factory=list)
+    # Messages of encrypted rooms by decryption status ('' = ciphertext): (messages, rooms).
+    encrypted: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def service_state(self, *, heartbeat_interval_s: float) -> str:
         if self.heartbeat is None or self.heartbeat_age_s is None:
@@ -38,6 +40,10 @@ class Snapshot:
             "heartbeat": self.heartbeat,
             "heartbeat_age_s": _round(self.heartbeat_age_s),
             "failures_open": self.failures,
+            "encrypted": {
+                (status or "ciphertext"): {"messages": n, "rooms": rooms}
+                for status, (n, rooms) in sorted(self.encrypted.items())
+            },
             "rooms": self.rooms,
         }
 
@@ -64,6 +70,7 @@ async def snapshot(db: archive_stats.Queryable) -> Snapshot:
         heartbeat_age_s=beat.age_s if beat else None,
         failures=failures,
         rooms=rooms,
+        encrypted=await archive_stats.decryption_counts(db),
     )
 
 
@@ -77,6 +84,7 @@ def render(snap: Snapshot, *, heartbeat_interval_s: float, now_s: float | None =
         _row("queue", f"{beat.get('queue_depth', '?')} / {beat.get('queue_capacity', '?')}"),
         _row("checks", _checks(beat.get("checks"))),
         _row("failures", _failures(snap.failures)),
+        *([_row("encrypted", _encrypted(snap.encrypted))] if snap.encrypted else []),
         "",
     ]
     if not snap.rooms:
@@ -121,6 +129,19 @@ def _failures(failures: dict[str, int]) -> str:
         return "none open"
     detail = ", ".join(f"{kind} {n}" for kind, n in sorted(failures.items()))
     return f"{sum(failures.values())} open ({detail}); see `archiver-db retry-failures`"
+
+
+def _encrypted(counts: dict[str, tuple[int, int]]) -> str:
+    messages = sum(n for n, _rooms in counts.values())
+    detail = ", ".join(
+        f"{n} {status or 'ciphertext'}" for status, (n, _rooms) in sorted(counts.items())
+    )
+    text = f"{messages} messages in encrypted rooms ({detail})"
+    if "" in counts:
+        text += "; set BRIDGE_PICKLE_KEY to decrypt the ciphertext ones"
+    elif "no_session" in counts:
+        text += "; no_session ones are decrypted when their key arrives"
+    return text
 
 
 def _row(label: str, text: str) -> str:

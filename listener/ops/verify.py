@@ -40,6 +40,7 @@ class RoomTally:
     bridge: int = 0
     archived: int = 0
     archive_total: int = 0
+    encrypted: int = 0  # archived messages still ciphertext (not, or not yet, decrypted)
     missing: list[BridgeMessage] = field(default_factory=list)
 
     @property
@@ -67,6 +68,7 @@ class Report:
                     "bridge": r.bridge,
                     "archived": r.archived,
                     "archive_only": r.archive_only,
+                    "still_encrypted": r.encrypted,
                     "missing": [{"rowid": m.rowid, "event_id": m.event_id} for m in r.missing],
                 }
                 for r in self.rooms
@@ -79,6 +81,7 @@ def tally(
     archived_ids: set[str],
     archive_counts: dict[str, int],
     room_filter: roomfilter.RoomFilter,
+    encrypted_counts: dict[str, int] | None = None,
 ) -> Report:
     """Count per room (pure)."""
     rooms: dict[str, RoomTally] = {}
@@ -96,6 +99,9 @@ def tally(
     for room_id, n in archive_counts.items():
         if room_id not in skipped:
             rooms.setdefault(room_id, RoomTally(room_id)).archive_total = n
+    for room_id, n in (encrypted_counts or {}).items():
+        if room_id in rooms:
+            rooms[room_id].encrypted = n
     ordered = sorted(rooms.values(), key=lambda r: (-len(r.missing), r.room_id))
     return Report(rooms=ordered, skipped_rooms=len(skipped))
 
@@ -124,6 +130,12 @@ def render(report: Report, *, max_listed: int = 20) -> str:
         )
     if len(missing) > max_listed:
         lines.append(f"... and {len(missing) - max_listed} more (--json lists them all)")
+    for room in report.rooms:
+        if room.encrypted:
+            lines.append(
+                f"still encrypted: {room.encrypted} archived messages in {room.room_id} "
+                "(see `archiver-db doctor`: BRIDGE_PICKLE_KEY, late keys)"
+            )
     total = sum(r.bridge for r in report.rooms)
     verdict = f"{len(missing)} of {total} bridge messages missing from the archive"
     lines.append(verdict if missing else f"all {total} bridge messages are archived")
@@ -186,7 +198,11 @@ async def _compare(
         auto_register=config.auto_register_rooms,
     )
     return tally(
-        rows, archived, {r["room_id"]: r["n"] for r in counts if r["room_id"]}, room_filter
+        rows,
+        archived,
+        {r["room_id"]: r["n"] for r in counts if r["room_id"]},
+        room_filter,
+        {r["room_id"]: r["encrypted"] for r in counts if r["room_id"] and r["encrypted"]},
     )
 
 

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from listener.sim import synapse_writer
+from listener.sim import megolm, synapse_writer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 BRIDGE_ID = ""  # standard mautrix-whatsapp passes an empty bridge ID
@@ -236,6 +236,21 @@ class BridgeSimulator:
         self.contacts: list[Contact] = []
         self.chats: list[Chat] = []
         self.sent: list[SentMessage] = []
+        # End-to-bridge encryption: rooms listed here get m.room.encrypted events (Megolm).
+        self.encryptor = megolm.Encryptor()
+        self.encrypted_rooms: set[str] = set()
+
+    def _wired_spec(self, draft: _Draft) -> synapse_writer.EventSpec:
+        spec = _spec(draft)
+        event_type, content = self._wire(spec.room_id, spec.event_type, spec.content)
+        return dataclasses.replace(spec, event_type=event_type, content=content)
+
+    def _wire(self, room_id: str, event_type: str, content: Mapping[str, Any]) -> tuple[str, Any]:
+        """What goes to Synapse: the event itself, or its Megolm encryption in an encrypted
+        room (the relation left in the clear as mautrix-go does, crypto/encryptmegolm.go)."""
+        if room_id not in self.encrypted_rooms:
+            return event_type, content
+        return "m.room.encrypted", self.encryptor.encrypt(room_id, event_type, dict(content))
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -351,9 +366,8 @@ class BridgeSimulator:
         """A WhatsApp edit as the bridge applies it: the ``m.replace`` event, then the row
         UPDATE in place (source-schemas.md §2.3). Returns the edit's event ID."""
         new_content: JsonDict = {"msgtype": "m.text", "body": body}
-        edit_id = await self._writer.send_event(
+        event_type, content = self._wire(
             sent.chat.room_id,
-            sent.sender_mxid or sent.sender.mxid,
             "m.room.message",
             {
                 "msgtype": "m.text",
@@ -361,6 +375,12 @@ class BridgeSimulator:
                 "m.new_content": new_content,
                 "m.relates_to": {"rel_type": "m.replace", "event_id": sent.event_id},
             },
+        )
+        edit_id = await self._writer.send_event(
+            sent.chat.room_id,
+            sent.sender_mxid or sent.sender.mxid,
+            event_type,
+            content,
             int(time.time() * 1000),
         )
         await self._db.execute(
@@ -373,12 +393,12 @@ class BridgeSimulator:
 
     async def react(self, sent: SentMessage, by: Contact, key: str) -> str:
         """A reaction: the ``m.reaction`` event (the bridge's reaction row is not archived)."""
+        relation = {"rel_type": "m.annotation", "event_id": sent.event_id, "key": key}
+        event_type, content = self._wire(
+            sent.chat.room_id, "m.reaction", {"m.relates_to": relation}
+        )
         return await self._writer.send_event(
-            sent.chat.room_id,
-            by.mxid,
-            "m.reaction",
-            {"m.relates_to": {"rel_type": "m.annotation", "event_id": sent.event_id, "key": key}},
-            int(time.time() * 1000),
+            sent.chat.room_id, by.mxid, event_type, content, int(time.time() * 1000)
         )
 
     async def revoke(self, sent: SentMessage) -> str:
@@ -421,7 +441,7 @@ class BridgeSimulator:
             )
             for i in range(count)
         ]
-        specs = [_spec(d) for d in drafts]
+        specs = [self._wired_spec(d) for d in drafts]
         event_ids = await self._writer.send_events_bulk(specs)
         async with self._connection() as conn, conn.transaction():
             if one_statement:
@@ -568,8 +588,9 @@ class BridgeSimulator:
     async def _send(self, draft: _Draft, *, db: asyncpg.Connection | None = None) -> SentMessage:
         """The bridge's order: Matrix event, then the autocommit INSERT of the row."""
         spec = _spec(draft)
+        event_type, content = self._wire(spec.room_id, spec.event_type, spec.content)
         event_id = await self._writer.send_event(
-            spec.room_id, spec.sender_mxid, spec.event_type, spec.content, spec.ts_ms
+            spec.room_id, spec.sender_mxid, event_type, content, spec.ts_ms
         )
         rowid = await (db or self._db).fetchval(INSERT_MESSAGE, *_row_args(draft, event_id))
         return self._record(draft, event_id, rowid, time.time())

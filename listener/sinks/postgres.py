@@ -29,7 +29,8 @@ def _messages_json(messages: list[models.ArchivedMessage]) -> str:
         )
         rows.append(
             f'{head[:-1]},"content":{m.content_json or "null"},'
-            f'"original_content":{m.original_content_json or "null"}}}'
+            f'"original_content":{m.original_content_json or "null"},'
+            f'"encrypted_content":{m.encrypted_content_json or "null"}}}'
         )
     return "[" + ",".join(rows) + "]"
 
@@ -269,6 +270,10 @@ class PostgresSink:
 
     async def known_rooms(self) -> set[str]:
         return {r["room_id"] for r in await self._fetch("sink_known_rooms")}
+
+    async def undecrypted(self, after_event_id: str, limit: int) -> list[tuple[str, str, str]]:
+        records = await self._fetch("sink_undecrypted", after_event_id, limit)
+        return [(r["event_id"], r["room_id"], r["megolm_session_id"]) for r in records]
 
     async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
         return await connect.fetch(

@@ -38,4 +38,8 @@ class Sink(Protocol):
     async def known_rooms(self) -> set[str]:
         """Rooms the archive holds messages of or is configured for."""
 
+    async def undecrypted(self, after_event_id: str, limit: int) -> list[tuple[str, str, str]]:
+        """``(event_id, room_id, megolm_session_id)`` of messages waiting for a Megolm session,
+        by event ID after ``after_event_id``."""
+
     async def ping(self) -> None: ...

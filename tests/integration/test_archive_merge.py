@@ -6,6 +6,9 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
+import asyncpg
+import pytest
+
 from listener.core import models
 from listener.sinks import postgres
 from tests.conftest import World
@@ -109,3 +112,49 @@ async def test_merge__replay_writes_no_new_row_version(world: World) -> None:
     before = await world.archive.fetchval("SELECT xmin::text FROM messages")
     await _write(world, _message(**EDITED), _message())
     assert await world.archive.fetchval("SELECT xmin::text FROM messages") == before
+
+
+CIPHERTEXT = {
+    "message_type": "m.room.encrypted",
+    "content_json": '{"algorithm":"m.megolm.v1.aes-sha2","ciphertext":"AwgA","session_id":"S"}',
+    "body": None,
+    "decryption": "no_session",
+    "encrypted_content_json": '{"algorithm":"m.megolm.v1.aes-sha2","ciphertext":"AwgA"}',
+    "megolm_session_id": "S",
+}
+DECRYPTED = {
+    "decryption": "decrypted",
+    "encrypted_content_json": '{"algorithm":"m.megolm.v1.aes-sha2","ciphertext":"AwgA"}',
+}
+
+
+async def test_merge__late_decryption_replaces_the_ciphertext(world: World) -> None:
+    await _write(world, _message(**CIPHERTEXT), _message(**DECRYPTED))
+    row = await _row(world)
+    assert (row["body"], row["message_type"], row["decryption"]) == ("v0", "m.text", "decrypted")
+    assert row["megolm_session_id"] is None
+    assert row["encrypted_content"] is not None
+
+
+async def test_merge__decrypted_plaintext_never_reverts_to_ciphertext(world: World) -> None:
+    """A record computed after the bridge deleted the session, or without the pickle key."""
+    without_key = _message(**{**CIPHERTEXT, "decryption": None, "encrypted_content_json": None})
+    await _write(world, _message(**DECRYPTED), _message(**CIPHERTEXT), without_key)
+    row = await _row(world)
+    assert (row["body"], row["message_type"], row["decryption"]) == ("v0", "m.text", "decrypted")
+    assert row["megolm_session_id"] is None
+
+
+async def test_merge__a_decrypted_message_can_wait_for_an_edits_session(world: World) -> None:
+    edit_waits = _message(**{**DECRYPTED, "decryption": "no_session", "megolm_session_id": "E"})
+    await _write(world, _message(**DECRYPTED), edit_waits)
+    row = await _row(world)
+    assert (row["body"], row["decryption"], row["megolm_session_id"]) == ("v0", "no_session", "E")
+
+
+async def test_merge__decryption_status_is_one_of_five(world: World) -> None:
+    with pytest.raises(asyncpg.CheckViolationError):
+        await world.archive.execute(
+            'INSERT INTO messages (event_id, "timestamp", decryption, has_matrix_event)'
+            " VALUES ('$x', now(), 'maybe', true)"
+        )

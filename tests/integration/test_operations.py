@@ -491,3 +491,27 @@ async def test_verify__time_range_limits_the_comparison(world: World) -> None:
     assert {m.event_id for m in everything.missing} >= {s.event_id for s in sent}
     assert later.missing == []
     assert earlier.missing == []
+
+
+async def test_grants__e2ee_on_adds_the_megolm_sessions_and_nothing_else_of_crypto(
+    world: World, archiver_role: Role
+) -> None:
+    bridge = await asyncpg.connect(archiver_role.urls["bridge"])
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await bridge.execute("SELECT 1 FROM crypto_megolm_inbound_session")
+        psql_file(
+            world.bridge_url,
+            pg.REPO / "sql" / "grants.sql",
+            "target=bridge",
+            f"role={archiver_role.name}",
+            "e2ee=on",
+        )
+        assert await bridge.fetchval("SELECT count(*) FROM crypto_megolm_inbound_session") == 0
+        for table in ("crypto_account", "crypto_olm_session"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await bridge.execute(f"SELECT 1 FROM {table}")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await bridge.execute("DELETE FROM crypto_megolm_inbound_session")
+    finally:
+        await bridge.close()

@@ -32,7 +32,7 @@ from listener.export import run as export_run
 from listener.media import archiver as media
 from listener.media import source as media_source
 from listener.media import supabase_blobstore
-from listener.sim import bridge
+from listener.sim import bridge, megolm
 from listener.sinks.supabase import api as supabase_api
 from listener.sinks.supabase import media_sink
 from listener.sinks.supabase import sink as supabase_sink
@@ -641,3 +641,36 @@ async def test_stub__answers_errors_as_postgrest_and_the_gateway_do(
     assert (bad_jwt.status_code, bad_jwt.json()["code"]) == (401, "PGRST301")
     assert (bad_input.status_code, bad_input.json()["code"]) == (400, "22P02")
     assert (duplicate.status_code, duplicate.json()["code"]) == (409, "23505")
+
+
+async def test_supabase__encrypted_message_waits_then_decrypts_through_postgrest(
+    world: World, supa: Supa
+) -> None:
+    """Ciphertext and decryption status go through PostgREST like the other columns, and the
+    late-key pass finds the waiting rows through it (sink.undecrypted)."""
+    chat = await _one_chat(world)
+    world.sim.encrypted_rooms.add(chat.room_id)
+    key = "supabase-e2ee-pickle-key"
+    settings = supa.settings(**FAST, bridge_pickle_key=key)
+    async with world.running(**settings) as svc:
+        sent = await world.sim.send_text(chat, chat.members[0], "sealed")
+        await supa.wait_archived({sent.event_id})
+        assert await svc.sink.undecrypted("", 10) == [
+            (sent.event_id, chat.room_id, world.sim.encryptor.session(chat.room_id).session_id)
+        ]
+        await megolm.store_session(
+            world.bridge, world.sim.encryptor.session(chat.room_id), key.encode()
+        )
+
+        async def decrypted() -> bool:
+            row = await supa.archive.fetchrow(
+                "SELECT body, decryption FROM messages WHERE event_id = $1", sent.event_id
+            )
+            return row is not None and tuple(row) == ("sealed", "decrypted")
+
+        await wait_until(decrypted, timeout_s=15, what="decrypted through PostgREST")
+        assert await svc.sink.undecrypted("", 10) == []
+    encrypted = await supa.archive.fetchval(
+        "SELECT encrypted_content->>'algorithm' FROM messages WHERE event_id = $1", sent.event_id
+    )
+    assert encrypted == megolm.ALGORITHM

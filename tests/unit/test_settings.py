@@ -13,6 +13,7 @@ from listener.core import errors
 PASSWORD = "hunter2-Sup3rSecret"
 WHATSAPP_URL = f"postgresql://bridge:{PASSWORD}@db.internal:5432/whatsapp"
 SYNAPSE_URL = f"postgres://synapse:{PASSWORD}@db.internal/synapse"
+PICKLE_KEY = "pickle-key-0123456789-must-never-show"
 ARCHIVE_URL = f"postgresql://archiver:{PASSWORD}@archive.internal/archive?sslmode=require"
 SUPABASE_KEY = "eyJhbGciOiJIUzI1NiJ9.service-role-key"
 
@@ -128,25 +129,36 @@ def test_config_error__does_not_chain_the_validation_error(env: pytest.MonkeyPat
 def test_settings__repr_and_str_hide_every_secret(env: pytest.MonkeyPatch) -> None:
     env.setenv("SUPABASE_URL", "https://project.supabase.co")
     env.setenv("SUPABASE_KEY", SUPABASE_KEY)
+    env.setenv("BRIDGE_PICKLE_KEY", PICKLE_KEY)
 
     config = settings.load_settings()
 
     for rendering in (repr(config), str(config), repr(config.model_dump())):
         assert PASSWORD not in rendering
         assert SUPABASE_KEY not in rendering
+        assert PICKLE_KEY not in rendering
     assert "SecretStr('**********')" in repr(config)
 
 
 def test_settings__secrets_lists_every_secret_value(env: pytest.MonkeyPatch) -> None:
     env.setenv("SUPABASE_URL", "https://project.supabase.co")
     env.setenv("SUPABASE_KEY", SUPABASE_KEY)
+    env.setenv("BRIDGE_PICKLE_KEY", PICKLE_KEY)
 
     assert settings.load_settings().secrets() == [
         WHATSAPP_URL,
         SYNAPSE_URL,
         ARCHIVE_URL,
         SUPABASE_KEY,
+        PICKLE_KEY,
     ]
+
+
+def test_load_settings__pickle_key_is_optional_and_never_empty(env: pytest.MonkeyPatch) -> None:
+    assert settings.load_settings().bridge_pickle_key is None
+    env.setenv("BRIDGE_PICKLE_KEY", "")
+    with pytest.raises(errors.ConfigError, match="BRIDGE_PICKLE_KEY: must not be empty"):
+        settings.load_settings()
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,8 @@ INSERT INTO messages AS m (
     part_id, bridge_id, bridge_rowid, room_type, reply_to_event_id, thread_root_event_id,
     has_matrix_event, original_content, edit_count, edited_at, latest_edit_event_id,
     deleted_at, redaction_event_id, synapse_stream_ordering, bridge, network,
-    network_message_id, network_chat_id, network_sender_id
+    network_message_id, network_chat_id, network_sender_id, decryption, encrypted_content,
+    megolm_session_id, decryption_error
 )
 -- The batch arrives as one JSON array (one parameter: far cheaper to encode than 27 arrays).
 SELECT r.event_id, r.room_id, r.room_name, r.sender, r.sender_display_name, r."timestamp",
@@ -17,7 +18,8 @@ SELECT r.event_id, r.room_id, r.room_name, r.sender, r.sender_display_name, r."t
        r.room_type, r.reply_to_event_id, r.thread_root_event_id, r.has_matrix_event,
        r.original_content, r.edit_count, r.edited_at, r.latest_edit_event_id, r.deleted_at,
        r.redaction_event_id, r.synapse_stream_ordering, r.bridge, r.network,
-       r.network_message_id, r.network_chat_id, r.network_sender_id
+       r.network_message_id, r.network_chat_id, r.network_sender_id, r.decryption,
+       r.encrypted_content, r.megolm_session_id, r.decryption_error
 FROM json_populate_recordset(NULL::messages, $1::json) AS r
 ON CONFLICT (event_id) DO UPDATE SET
     room_id = EXCLUDED.room_id,
@@ -50,4 +52,8 @@ ON CONFLICT (event_id) DO UPDATE SET
     network = EXCLUDED.network,
     network_message_id = EXCLUDED.network_message_id,
     network_chat_id = EXCLUDED.network_chat_id,
-    network_sender_id = EXCLUDED.network_sender_id
+    network_sender_id = EXCLUDED.network_sender_id,
+    decryption = EXCLUDED.decryption,
+    encrypted_content = EXCLUDED.encrypted_content,
+    megolm_session_id = EXCLUDED.megolm_session_id,
+    decryption_error = EXCLUDED.decryption_error

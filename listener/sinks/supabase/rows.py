@@ -41,6 +41,7 @@ def message_row(m: models.ArchivedMessage) -> Row:
         **archive_rows.message_scalars(m),
         "content": _json(m.content_json),
         "original_content": _json(m.original_content_json),
+        "encrypted_content": _json(m.encrypted_content_json),
     }
 
 

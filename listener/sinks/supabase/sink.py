@@ -258,6 +258,16 @@ class SupabaseSink:
         rooms = {room.room_id for room in await self.monitored_rooms()}
         return rooms | await self._message_rooms()
 
+    async def undecrypted(self, after_event_id: str, limit: int) -> list[tuple[str, str, str]]:
+        """As the PostgreSQL sink's sink_undecrypted.sql, through PostgREST."""
+
+        def waiting(q: supabase_api.Query) -> supabase_api.Query:
+            q = q.eq("decryption", "no_session").not_.is_("megolm_session_id", "null")
+            return q.gt("event_id", after_event_id).order("event_id").limit(limit)
+
+        rows = await self.api.select("messages", "event_id,room_id,megolm_session_id", waiting)
+        return [(r["event_id"], r["room_id"], r["megolm_session_id"]) for r in rows]
+
     async def _message_rooms(self) -> set[str]:
         """DISTINCT room_id without reading every message: a loose index scan, one cheap request
         per room (messages_room_order_idx leads with room_id), since PostgREST has no DISTINCT."""

@@ -269,3 +269,50 @@ def test_evaluate__skips_what_a_failed_connection_cannot_check() -> None:
     assert levels["archive schema"] is Level.OK
     assert not doctor.passed(results)
     assert doctor.summary(results) == f"1 of {len(results)} checks failed"
+
+
+def _archive_with(decryption: dict[str, tuple[int, int]]) -> doctor.DbFacts:
+    return doctor.DbFacts("archive", decryption=decryption)
+
+
+@pytest.mark.parametrize(
+    ("grant", "opens", "level", "text"),
+    [
+        (True, True, Level.OK, "decrypting (3 decrypted, 1 no_session)"),
+        (True, None, Level.OK, "decrypting (3 decrypted, 1 no_session)"),
+        (
+            True,
+            False,
+            Level.FAIL,
+            "BRIDGE_PICKLE_KEY does not open the bridge's Megolm sessions. Fix: set it to the "
+            "bridge config's encryption.pickle_key",
+        ),
+        (False, None, Level.FAIL, "-v e2ee=on -f sql/grants.sql"),
+        (None, None, Level.FAIL, "no crypto_megolm_inbound_session"),
+    ],
+)
+def test_e2ee__with_the_key_the_grant_and_the_key_must_work(
+    grant: bool | None, opens: bool | None, level: Level, text: str
+) -> None:
+    facts = bridge(pickle_key_opens=opens)
+    facts.privileges[doctor.MEGOLM_SESSIONS] = grant
+    archive = _archive_with({"decrypted": (3, 1), "no_session": (1, 1)})
+
+    result = doctor.e2ee(facts, archive, key_set=True)
+
+    assert result.level is level
+    assert text in result.line()
+
+
+def test_e2ee__without_the_key_ciphertext_is_counted_and_the_setting_named() -> None:
+    result = doctor.e2ee(bridge(), _archive_with({"": (12, 2)}), key_set=False)
+    assert result.level is Level.WARN
+    assert "12 messages in 2 encrypted rooms are archived as ciphertext" in result.line()
+    assert "BRIDGE_PICKLE_KEY" in result.line()
+    assert doctor.e2ee(bridge(), _archive_with({}), key_set=False).level is Level.OK
+
+
+def test_grants__the_megolm_sessions_are_not_needed_without_e2ee() -> None:
+    facts = bridge()
+    facts.privileges[doctor.MEGOLM_SESSIONS] = None
+    assert doctor.grants(facts).level is Level.OK
