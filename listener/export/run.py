@@ -411,27 +411,6 @@ class Exporter:
                 paths[row["id"]] = prefix + relative
         return paths
 
-    async def _views(
-        self, rows: list[dict[str, Any]], *, media_rows: list[Any]
-    ) -> list[views.MessageView]:
-        on_page = {r["event_id"]: r for r in rows}
-        wanted = {
-            target
-            for r in rows
-            for target in (r["reply_to_event_id"], r["thread_root_event_id"])
-            if target
-        } - on_page.keys()
-        targets = {**on_page, **await self.archive.messages(sorted(wanted))}
-        edited = [r["event_id"] for r in rows if r["edit_count"]]
-        return views.assemble(
-            rows,
-            zone=self.options.zone,
-            reply_targets=targets,
-            reactions=await self.archive.reactions(list(on_page)),
-            edits=await self.archive.edits(edited),
-            media=media_rows,
-        )
-
     async def _write_page(
         self, room: reader.Room, plan: pages.Plan, page: pages.Page, folder: Path
     ) -> None:
@@ -454,7 +433,9 @@ class Exporter:
             async for rows in self._batches(room.room_id, page.start, page.end):
                 media_rows = await self.archive.media([r["event_id"] for r in rows])
                 paths = await self._place_media(media_rows, prefix="../../")
-                batch = await self._views(rows, media_rows=media_rows)
+                batch = await self.archive.message_views(
+                    rows, zone=self.options.zone, media_rows=media_rows
+                )
                 links = ExportLinks(plan, page.name, paths, self._in_range)
                 out.write(self.renderer.batch(batch, links=links, previous_day=day))
                 day = batch[-1].day

@@ -176,24 +176,7 @@ class Pages:
         return datetime.combine(day, day_time.min, tzinfo=self.zone)
 
     async def _assemble(self, rows: list[dict[str, Any]]) -> list[views.MessageView]:
-        ids = [r["event_id"] for r in rows]
-        on_page = {r["event_id"]: r for r in rows}
-        wanted = {
-            target
-            for r in rows
-            for target in (r["reply_to_event_id"], r["thread_root_event_id"])
-            if target
-        } - on_page.keys()
-        targets = {**on_page, **await self.archive.messages(sorted(wanted))}
-        edited = [r["event_id"] for r in rows if r["edit_count"]]
-        return views.assemble(
-            rows,
-            zone=self.zone,
-            reply_targets=targets,
-            reactions=await self.archive.reactions(ids),
-            edits=await self.archive.edits(edited),
-            media=await self.archive.media(ids),
-        )
+        return await self.archive.message_views(rows, zone=self.zone)
 
     async def thread(self, request: Request) -> Response:
         root = _param(request, "root")

@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import asyncpg
 
 from listener.db import queries
+from listener.viewer import views
 
 # Above any time a message can have: the cursor of "the newest messages".
 END_OF_TIME = datetime(9999, 12, 31, tzinfo=UTC)
@@ -170,6 +171,30 @@ class ArchiveReader:
             return []
         return list(
             await self._pool.fetch(queries.load("viewer_media_for_events"), list(event_ids))
+        )
+
+    async def message_views(
+        self, rows: list[dict[str, Any]], *, zone: tzinfo, media_rows: list[Any] | None = None
+    ) -> list[views.MessageView]:
+        """What a page shows of these messages: with the messages their replies and threads
+        point at, their reactions, edit histories and media (``media_rows`` when the caller
+        already read them)."""
+        ids = [r["event_id"] for r in rows]
+        on_page = {r["event_id"]: r for r in rows}
+        wanted = {
+            target
+            for r in rows
+            for target in (r["reply_to_event_id"], r["thread_root_event_id"])
+            if target
+        } - on_page.keys()
+        targets = {**on_page, **await self.messages(sorted(wanted))}
+        return views.assemble(
+            rows,
+            zone=zone,
+            reply_targets=targets,
+            reactions=await self.reactions(ids),
+            edits=await self.edits([r["event_id"] for r in rows if r["edit_count"]]),
+            media=media_rows if media_rows is not None else await self.media(ids),
         )
 
     async def media_file(self, media_id: int) -> MediaFile | None:
