@@ -264,7 +264,7 @@ class ViewerSettings(BaseSettings):
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
+        return Settings._upper(value)
 
     @model_validator(mode="after")
     def _one_archive(self) -> ViewerSettings:

@@ -121,11 +121,11 @@ class ArchiveReader:
         self._pool = pool
 
     async def rooms(self, limit: int = MAX_ROOMS) -> list[Room]:
-        rows = await self._pool.fetch(queries.load("viewer_rooms"), limit)
+        rows = await self._pool.fetch(queries.load("viewer_rooms"), limit, None)
         return [_room(r) for r in rows]
 
     async def room(self, room_id: str) -> Room | None:
-        row = await self._pool.fetchrow(queries.load("viewer_room"), room_id)
+        row = await self._pool.fetchrow(queries.load("viewer_rooms"), 1, room_id)
         return _room(row) if row is not None else None
 
     async def before(self, room_id: str, cursor: Cursor, limit: int) -> list[dict[str, Any]]:
